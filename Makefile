@@ -1,0 +1,70 @@
+# The commands the README names. `make demo` and `make test` set up everything they need.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DATA   ?= ../shared/datasets/leaf-health
+PYTEST_ARGS ?=
+
+.PHONY: help demo test lint venv system-deps model bench dist clean
+
+help:
+	@echo "make demo    run the agent on embedded defaults (synthetic camera, no broker)"
+	@echo "make test    create the venv, install what the tests need, run them"
+	@echo "make lint    ruff and mypy"
+	@echo "make model DATA=...   retrain and export the plant-health model"
+	@echo "make bench   benchmarks (canopy vs PlantCV, capture pipeline, inference)"
+	@echo "make dist    build the wheel devices install"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[edge,dev]'
+	touch $@
+
+venv: $(STAMP)
+
+# Debian packages the integration tests run for real (a private broker and database
+# per test run). Installed only when missing; needs root or sudo.
+system-deps:
+	@missing=""; \
+	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
+	ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
+	  $$sudo apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+demo: venv
+	$(BIN)/cultivai-edge run --demo
+
+test: venv system-deps
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+model:
+	$(PYTHON) -m venv .venv-train
+	.venv-train/bin/pip install --quiet --upgrade pip
+	.venv-train/bin/pip install --quiet -e '.[train]'
+	.venv-train/bin/python -m models.train --data $(DATA) --out models/plant_health --seed 1234
+
+bench: venv
+	$(PYTHON) -m venv .venv-bench
+	.venv-bench/bin/pip install --quiet --upgrade pip
+	.venv-bench/bin/pip install --quiet -e '.[edge]' plantcv
+	.venv-bench/bin/python bench/canopy_vs_plantcv.py
+	$(BIN)/python bench/capture_pipeline.py
+	$(BIN)/python bench/inference.py
+
+dist: venv
+	$(BIN)/pip install --quiet build
+	$(BIN)/python -m build --wheel --outdir dist
+
+clean:
+	rm -rf $(VENV) .venv-train .venv-bench dist build .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""CultivAI cloud bridge: MQTT to PostgreSQL for the whole fleet."""

@@ -1,0 +1,356 @@
+"""The agent's configuration: one YAML file, one pydantic model per section.
+
+Loading a config reads the file and the environment and nothing else: no network,
+no files written. Environment variables override single fields, named
+``CULTIVAI_EDGE__<SECTION>__<FIELD>`` (for example ``CULTIVAI_EDGE__MQTT__HOST``);
+their values are read as YAML scalars.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from datetime import time
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from edge.camera import CameraConfig
+from edge.camera.synthetic import SyntheticCameraSettings
+from edge.errors import ConfigError
+
+ENV_PREFIX = "CULTIVAI_EDGE__"
+DEFAULT_CONFIG_PATH = Path("/etc/cultivai/edge.yaml")
+_DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, values are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DeviceConfig(Section):
+    """Who this device is; the id is its MQTT identity and topic level."""
+
+    id: str = Field(
+        description="Unique device id: letters, digits, '-', '_', '.', up to 64 characters."
+    )
+    site: str = Field("default", max_length=64, description="Site (farm or building) name.")
+    room: str = Field("default", max_length=64, description="Grow room the camera looks into.")
+
+    @field_validator("id")
+    @classmethod
+    def _id_is_topic_safe(cls, value: str) -> str:
+        if not _DEVICE_ID.match(value):
+            raise ValueError(
+                "must be 1-64 letters, digits, '-', '_' or '.', starting with a letter or "
+                "digit (it is an MQTT topic level, so no '/', '+', '#' or spaces)"
+            )
+        return value
+
+
+class ScheduleConfig(Section):
+    """When to take photos."""
+
+    interval_s: int = Field(
+        900, ge=1, le=86400, description="Seconds between captures, aligned to the clock."
+    )
+    lights_on: time | None = Field(
+        None, description="Start of the photoperiod (HH:MM, local time); null: capture all day."
+    )
+    lights_off: time | None = Field(
+        None, description="End of the photoperiod (HH:MM); may be after midnight."
+    )
+    timezone: str | None = Field(
+        None, description="IANA time zone of lights_on/lights_off; null: the device's zone."
+    )
+    dark_frame_luma: float = Field(
+        20.0,
+        ge=0,
+        le=255,
+        description="Frames with a mean brightness below this (0-255) are skipped as lights-off.",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError) as exc:
+                raise ValueError(
+                    "is not a known IANA time zone such as 'Europe/Amsterdam'"
+                ) from exc
+        return value
+
+    @model_validator(mode="after")
+    def _photoperiod_pair(self) -> ScheduleConfig:
+        if (self.lights_on is None) != (self.lights_off is None):
+            raise ValueError("lights_on and lights_off must be set together (or both null)")
+        if self.lights_on is not None and self.lights_on == self.lights_off:
+            raise ValueError("lights_on and lights_off must differ; leave both null for 24 h")
+        return self
+
+
+class VisionConfig(Section):
+    """How photos are measured."""
+
+    analysis_max_side: int = Field(
+        640, ge=128, le=4096, description="Long side, in pixels, photos are analysed at."
+    )
+    px_per_cm: float | None = Field(
+        None, gt=0, description="Full-resolution pixels per cm at canopy height; adds cm^2 areas."
+    )
+
+
+class ModelConfig(Section):
+    """The on-device plant-health model."""
+
+    enabled: bool = Field(True, description="Run the plant-health model on every capture.")
+    dir: Path | None = Field(
+        None, description="Folder with model.tflite, labels.txt, manifest.json; null: shipped."
+    )
+    delegate: str = Field(
+        "auto",
+        description="'auto' (Coral EdgeTPU if present, else CPU), 'cpu', 'edgetpu', or a "
+        "path to a delegate library.",
+    )
+    threads: int = Field(2, ge=1, le=16, description="CPU threads for inference.")
+
+    @field_validator("delegate")
+    @classmethod
+    def _known_delegate(cls, value: str) -> str:
+        if value not in ("auto", "cpu", "edgetpu") and "/" not in value:
+            raise ValueError("must be 'auto', 'cpu', 'edgetpu' or a path to a delegate .so")
+        return value
+
+
+class AlertsConfig(Section):
+    """When observations become a (debounced) alert."""
+
+    problem_confidence: float = Field(
+        0.7, gt=0, le=1, description="Model confidence for a problem class to count."
+    )
+    problem_consecutive: int = Field(
+        3, ge=1, le=100, description="Consecutive captures a problem must persist to alert."
+    )
+    rise_pp: float = Field(
+        8.0,
+        gt=0,
+        le=100,
+        description="Rise of yellow_pct or brown_pct over the baseline, in points.",
+    )
+    baseline_captures: int = Field(
+        12, ge=2, le=1000, description="Recent captures the colour baseline is the median of."
+    )
+
+
+class TlsConfig(Section):
+    """TLS for the broker connection."""
+
+    ca_file: Path = Field(description="CA certificate that signed the broker's certificate.")
+    cert_file: Path | None = Field(None, description="Client certificate, for mutual TLS.")
+    key_file: Path | None = Field(None, description="Private key of the client certificate.")
+
+    @model_validator(mode="after")
+    def _cert_and_key(self) -> TlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file must be set together")
+        return self
+
+
+class MqttConfig(Section):
+    """The broker the device publishes to."""
+
+    enabled: bool = Field(False, description="Publish to a broker; off: keep results on device.")
+    host: str = Field("localhost", min_length=1, description="Broker host name or address.")
+    port: int = Field(1883, ge=1, le=65535, description="Broker port (8883 is usual with TLS).")
+    keepalive_s: int = Field(60, ge=5, le=3600, description="MQTT keepalive in seconds.")
+    username: str | None = Field(None, description="Broker user name (usually the device id).")
+    password_file: Path | None = Field(
+        None, description="File holding the broker password (never the password itself)."
+    )
+    tls: TlsConfig | None = Field(None, description="TLS settings; null: plain TCP.")
+    thumbnails: bool = Field(False, description="Publish a small JPEG with each observation.")
+    homeassistant_discovery: bool = Field(False, description="Announce sensors to Home Assistant.")
+
+    @model_validator(mode="after")
+    def _password_needs_user(self) -> MqttConfig:
+        if self.password_file is not None and self.username is None:
+            raise ValueError("password_file is set but username is not")
+        return self
+
+
+class StorageConfig(Section):
+    """Where photos and measurements are kept on the device."""
+
+    dir: Path = Field(Path("/var/lib/cultivai"), description="Data folder (database, photos).")
+    image_quota_mb: int = Field(
+        2048, ge=1, description="Photos are pruned oldest-first to stay under this size."
+    )
+    min_free_mb: int = Field(
+        200, ge=0, description="Photos are pruned oldest-first to keep this much disk free."
+    )
+    keep_images: bool = Field(True, description="Keep photos; off: keep measurements only.")
+    jpeg_quality: int = Field(90, ge=50, le=100, description="JPEG quality for stored photos.")
+    observation_retention_days: int = Field(
+        1825, ge=1, description="Measurements older than this are deleted (photos go sooner)."
+    )
+
+
+class WebConfig(Section):
+    """The grower's status page on the device."""
+
+    enabled: bool = Field(True, description="Serve the status page.")
+    host: str = Field("0.0.0.0", description="Address to listen on.")
+    port: int = Field(8080, ge=1, le=65535, description="Port to listen on.")
+
+
+class GpioConfig(Section):
+    """Optional wiring: photo light, status LED, capture button (gpiozero pin names)."""
+
+    pin_factory: Literal["auto", "mock", "lgpio", "rpigpio", "pigpio", "native"] = Field(
+        "auto", description="gpiozero pin factory; 'mock' for tests and demos."
+    )
+    photo_light_pin: int | str | None = Field(
+        None, description="Pin of the relay for a neutral photo light (e.g. 17 or 'GPIO17')."
+    )
+    photo_light_active_high: bool = Field(True, description="Relay switches on with a high pin.")
+    photo_light_settle_s: float = Field(
+        0.5, ge=0, le=30, description="Seconds between light on and capture."
+    )
+    status_led_pin: int | str | None = Field(None, description="Pin of the status LED.")
+    button_pin: int | str | None = Field(None, description="Pin of the capture-now button.")
+
+    @property
+    def any_pin(self) -> bool:
+        """True when any device is wired."""
+        return any(
+            p is not None for p in (self.photo_light_pin, self.status_led_pin, self.button_pin)
+        )
+
+
+class LoggingConfig(Section):
+    """Log output."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+    format: Literal["json", "text"] = Field(
+        "json", description="One JSON object per line, or text."
+    )
+
+
+class EdgeConfig(Section):
+    """The whole edge agent configuration."""
+
+    device: DeviceConfig = Field(description="Identity of this device.")
+    camera: CameraConfig = Field(
+        default_factory=SyntheticCameraSettings, description="Camera backend and its settings."
+    )
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig, description="Capture times.")
+    vision: VisionConfig = Field(default_factory=VisionConfig, description="Canopy analysis.")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="Plant-health model.")
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig, description="Alert rules.")
+    mqtt: MqttConfig = Field(default_factory=MqttConfig, description="Broker connection.")
+    storage: StorageConfig = Field(default_factory=StorageConfig, description="On-device storage.")
+    web: WebConfig = Field(default_factory=WebConfig, description="Status page.")
+    gpio: GpioConfig = Field(default_factory=GpioConfig, description="Optional GPIO devices.")
+    logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logging.")
+
+
+def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    merged = dict(data)
+    for key, raw in env.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        path = [p.lower() for p in key[len(ENV_PREFIX) :].split("__") if p]
+        if not path:
+            continue
+        node = merged
+        for part in path[:-1]:
+            child = node.get(part)
+            node[part] = dict(child) if isinstance(child, dict) else {}
+            node = node[part]
+        try:
+            node[path[-1]] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            node[path[-1]] = raw
+    return merged
+
+
+def _format_location(loc: tuple[int | str, ...]) -> str:
+    parts = [str(p) for p in loc]
+    # A discriminated union adds the chosen tag to the path: camera.replay.folder.
+    if (
+        len(parts) > 1
+        and parts[0] == "camera"
+        and parts[1]
+        in {
+            "synthetic",
+            "replay",
+            "opencv",
+            "picamera2",
+        }
+    ):
+        del parts[1]
+    return ".".join(parts) or "(top level)"
+
+
+def describe_errors(exc: ValidationError) -> list[str]:
+    """One line per problem: field path, what is wrong and the value that was given."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        where = _format_location(err["loc"])
+        kind = err["type"]
+        message = str(err["msg"]).removeprefix("Value error, ")
+        if kind == "missing":
+            lines.append(f"{where}: required setting is missing")
+        elif kind == "extra_forbidden":
+            lines.append(f"{where}: unknown setting (check spelling and section)")
+        elif kind == "union_tag_invalid":
+            lines.append(f"{where}: {message}")
+        elif kind == "union_tag_not_found":
+            lines.append(
+                f"{where}.backend: required setting is missing "
+                "(synthetic, replay, opencv or picamera2)"
+            )
+        else:
+            lines.append(f"{where}: {message}; got {err['input']!r}")
+    return lines
+
+
+def config_from_data(
+    data: object, env: Mapping[str, str] | None = None, source: str = "config"
+) -> EdgeConfig:
+    """Validate already-parsed YAML data (plus environment overrides)."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"(top level): expected a mapping of sections, got {data!r}"], source)
+    merged = _apply_env(data, os.environ if env is None else env)
+    try:
+        return EdgeConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(describe_errors(exc), source) from None
+
+
+def load_config(path: Path, env: Mapping[str, str] | None = None) -> EdgeConfig:
+    """Read and validate a YAML config file; raises ConfigError listing every problem."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(["file does not exist"], str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"cannot be read: {exc}"], str(path)) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([f"{where}: invalid YAML: {problem}"], str(path)) from None
+    return config_from_data(data, env, str(path))

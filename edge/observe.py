@@ -1,0 +1,161 @@
+"""From a frame to an Observation: measure the canopy, ask the model, fill the message."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from edge.camera.base import Frame
+from edge.config import EdgeConfig, ModelConfig
+from edge.errors import CultivaiError, ImageDecodeError
+from edge.protocol import (
+    CanopyBlock,
+    ExposureBlock,
+    HealthBlock,
+    ImageBlock,
+    ModelBlock,
+    Observation,
+)
+from edge.vision import Analysis, analyze, decode_for_analysis, render_overlay
+from edge.vision.decode import decode_full, fit_within, image_size, is_jpeg
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Measured:
+    """What one frame yielded, before it has a seq."""
+
+    frame: Frame
+    rgb: np.ndarray
+    analysis: Analysis
+    health: HealthBlock | None
+
+
+def load_model(config: ModelConfig) -> tuple[Any, ModelBlock]:
+    """Load the plant-health classifier, or say why not; the canopy is measured either way."""
+    if not config.enabled:
+        return None, ModelBlock(error="model disabled in config")
+    try:
+        from edge.inference import load_classifier
+
+        classifier = load_classifier(config.dir, delegate=config.delegate, threads=config.threads)
+    except (CultivaiError, ImportError, OSError, ValueError) as exc:
+        log.error("plant-health model not loaded; measuring canopy only", extra={"error": str(exc)})
+        return None, ModelBlock(error=str(exc))
+    info = classifier.info
+    log.info(
+        "plant-health model loaded",
+        extra={"model": info.name, "version": info.version, "backend": info.backend},
+    )
+    return classifier, ModelBlock(name=info.name, version=info.version, backend=info.backend)
+
+
+class Observer:
+    """Measures frames and turns them into observations for one device."""
+
+    def __init__(self, config: EdgeConfig, classifier: Any, model: ModelBlock) -> None:
+        self.config = config
+        self.classifier = classifier
+        self.model = model
+
+    def measure(self, frame: Frame) -> Measured:
+        """Canopy analysis at reduced resolution, then the model on the same image."""
+        max_side = self.config.vision.analysis_max_side
+        if frame.jpeg is not None:
+            rgb, full = decode_for_analysis(frame.jpeg, max_side)
+        else:
+            assert frame.pixels is not None
+            rgb, full = fit_within(frame.pixels, max_side), (frame.width, frame.height)
+        analysis = analyze(rgb, full, self.config.vision.px_per_cm)
+        health = None
+        if self.classifier is not None:
+            pred = self.classifier.classify(rgb)
+            health = HealthBlock(
+                label=pred.label,
+                confidence=round(float(pred.confidence), 4),
+                scores={k: round(float(v), 4) for k, v in pred.scores.items()},
+            )
+        return Measured(frame, rgb, analysis, health)
+
+    def observation(self, m: Measured, seq: int, stored: bool) -> Observation:
+        """The wire message for a measured frame."""
+        c, e = m.analysis.canopy, m.analysis.exposure
+        device = self.config.device
+        return Observation(
+            device_id=device.id,
+            seq=seq,
+            captured_at=m.frame.captured_at,
+            site=device.site,
+            room=device.room,
+            camera=self.config.camera.backend,
+            canopy=CanopyBlock(
+                cover_pct=c.cover_pct,
+                area_px=c.area_px,
+                area_cm2=c.area_cm2,
+                hue_mean_deg=c.hue_mean_deg,
+                hue_median_deg=c.hue_median_deg,
+                greenness_index=c.greenness_index,
+                yellow_pct=c.yellow_pct,
+                brown_pct=c.brown_pct,
+                exg_threshold=c.exg_threshold,
+            ),
+            exposure=ExposureBlock(
+                verdict=e.verdict,
+                mean_luma=e.mean_luma,
+                under_pct=e.under_pct,
+                over_pct=e.over_pct,
+                sharpness=m.analysis.sharpness,
+                exposure_time_us=m.frame.exposure.exposure_time_us,
+                analogue_gain=m.frame.exposure.analogue_gain,
+                locked=m.frame.exposure.locked,
+            ),
+            image=ImageBlock(
+                width=m.frame.width, height=m.frame.height, stored=stored, source=m.frame.source
+            ),
+            health=m.health,
+            model=self.model,
+        )
+
+    def encode_photo(self, frame: Frame) -> bytes:
+        """The JPEG to keep: the camera's own bytes when it gave some."""
+        if frame.jpeg is not None:
+            return frame.jpeg
+        assert frame.pixels is not None
+        bgr = cv2.cvtColor(frame.pixels, cv2.COLOR_RGB2BGR)
+        ok, buf = cv2.imencode(
+            ".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, self.config.storage.jpeg_quality]
+        )
+        if not ok:
+            raise ImageDecodeError("OpenCV could not encode the photo as JPEG")
+        return buf.tobytes()
+
+    def overlay(self, m: Measured) -> bytes:
+        """The plant-mask overlay for the grower's page."""
+        return render_overlay(m.rgb, m.analysis)
+
+
+def frame_from_file(path: Path, captured_at: datetime) -> Frame:
+    """A Frame holding an image file's bytes, for `analyze`; raises ImageDecodeError."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ImageDecodeError(f"cannot read file: {exc.strerror or exc}") from exc
+    width, height = image_size(data)
+    if is_jpeg(data):
+        return Frame(
+            captured_at=captured_at, width=width, height=height, jpeg=data, source=path.name
+        )
+    return Frame(
+        captured_at=captured_at,
+        width=width,
+        height=height,
+        pixels=decode_full(data),
+        source=path.name,
+    )
