@@ -4,20 +4,28 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from edge import __version__
+from edge.alerts import AlertEngine, AlertEvent, alert_message, alert_row
 from edge.camera import Camera, open_camera
 from edge.clock import Clock, SystemClock
+from edge.commands import CommandRunner
 from edge.config import EdgeConfig
+from edge.device_info import cpu_temperature_c, disk_free_bytes
 from edge.errors import CameraError, CultivaiError, ImageDecodeError, StorageError
 from edge.gpio import Gpio
-from edge.observe import Observer, load_model
-from edge.protocol import Observation, topic
+from edge.metrics import AgentMetrics
+from edge.mqtt import MqttLink
+from edge.observe import Measured, Observer, load_model, thumbnail_jpeg
+from edge.outbox import Outbox
+from edge.protocol import CommandResult, Observation, SetScheduleCommand, Stats, Status, topic
 from edge.schedule import Schedule
-from edge.store import Store, StoredImage
+from edge.store import Store, StoredImage, Tx
 
 log = logging.getLogger(__name__)
 FAILURES_BEFORE_ERROR = 3
@@ -58,11 +66,18 @@ class Agent:
         self.stop_event = threading.Event()
         self._wake = threading.Event()
         self._capture_requested = False
+        self._capture_lock = threading.Lock()
         self.stats = AgentStats(started_at=self.clock.now())
+        self.metrics = AgentMetrics()
+        self.link: MqttLink | None = None
+        self.commands: CommandRunner | None = None
         self.store: Store
         self.gpio: Gpio
         self.observer: Observer
         self.schedule: Schedule
+        self.alerts: AlertEngine
+
+    # -- boot ----------------------------------------------------------------------
 
     def start(self) -> Agent:
         """Open the parts in boot order; only storage and GPIO failures are fatal."""
@@ -73,16 +88,35 @@ class Agent:
             image_quota_bytes=s.image_quota_mb * 2**20,
             min_free_bytes=s.min_free_mb * 2**20,
             retention=timedelta(days=s.observation_retention_days),
+            max_outbox=cfg.mqtt.outbox_max_messages,
         )
         self.gpio = Gpio(cfg.gpio, pin_factory=self._pin_factory)
         self.gpio.on_button(self.request_capture)
         classifier, model_block = load_model(cfg.model)
         self.observer = Observer(cfg, classifier, model_block)
+        self._report_model()
         self.schedule = Schedule(cfg.schedule)
+        self.alerts = AlertEngine(cfg.alerts, self.store.open_alerts())
+        warmup = cfg.alerts.baseline_captures + 2 * cfg.alerts.problem_consecutive
+        self.alerts.warm_up(list(reversed(self.store.recent(warmup))))
         if self.camera is None:
             self._open_camera()
         else:
             self.stats.camera_open = True
+        if cfg.mqtt.enabled:
+            self.commands = CommandRunner(cfg.device.id, self, self._answer)
+            self.commands.start()
+            self.link = MqttLink(
+                cfg.mqtt,
+                cfg.device,
+                Outbox(self.store.engine),
+                status=self.status_message,
+                stats=self.stats_payload,
+                on_command=self.commands.submit,
+                metrics=self.metrics,
+                firmware=__version__,
+            )
+            self.link.start()
         self._update_status()
         log.info("agent started", extra={"device": cfg.device.id, "camera": cfg.camera.backend})
         return self
@@ -96,6 +130,19 @@ class Agent:
             self.stats.camera_open = False
             self._failed("camera", str(exc))
         return self.camera is not None
+
+    def _report_model(self) -> None:
+        m = self.observer.model
+        self.metrics.model.info(
+            {
+                "name": m.name or "",
+                "version": m.version or "",
+                "backend": m.backend or "",
+                "error": m.error or "",
+            }
+        )
+
+    # -- the loop ------------------------------------------------------------------
 
     def request_capture(self) -> None:
         """Take a photo now instead of waiting for the next slot (button, command)."""
@@ -111,15 +158,17 @@ class Agent:
         """Capture on schedule until stopped (or `max_captures` attempts)."""
         attempts = 0
         last_retention = self.clock.now() - RETENTION_EVERY
-        self._capture_requested = capture_first
+        self._capture_requested = self._capture_requested or capture_first
         while not self.stop_event.is_set():
             if not self._capture_requested:
                 due = self.schedule.next_capture(self.clock.now())
                 self.clock.wait_until(due, self._wake)
             self._wake.clear()
-            self._capture_requested = False
             if self.stop_event.is_set():
                 break
+            if not self._capture_requested and self.clock.now() < due:
+                continue  # woken to re-read the schedule
+            self._capture_requested = False
             self.capture_once()
             attempts += 1
             if self.clock.now() - last_retention >= RETENTION_EVERY:
@@ -131,18 +180,28 @@ class Agent:
 
     def capture_once(self) -> Observation | None:
         """Capture, measure, store; failures are counted and reported, never raised."""
+        with self._capture_lock:
+            return self._capture()
+
+    def _capture(self) -> Observation | None:
         if self.camera is None and not self._open_camera():
             return None
         assert self.camera is not None
         try:
+            started = time.perf_counter()
             with self.gpio.lit_for_capture():
                 frame = self.camera.capture()
+            self.metrics.capture_seconds.observe(time.perf_counter() - started)
             measured = self.observer.measure(frame)
         except (CameraError, ImageDecodeError) as exc:
             self._failed("camera", str(exc))
             return None
+        self.metrics.analysis_seconds.observe(measured.analysis_s)
+        if measured.health is not None:
+            self.metrics.inference_seconds.observe(measured.inference_s)
         if self.schedule.is_dark(measured.analysis.exposure.mean_luma):
             self.stats.skipped_dark += 1
+            self.metrics.captures.labels(result="dark").inc()
             log.info(
                 "frame skipped: too dark, grow lights look off",
                 extra={"mean_luma": measured.analysis.exposure.mean_luma},
@@ -151,18 +210,61 @@ class Agent:
         image = None
         if self.config.storage.keep_images:
             image = StoredImage(self.observer.encode_photo(frame), self.observer.overlay(measured))
-        outbox = topic(self.config.device.id, "observation") if self.config.mqtt.enabled else None
+        applied: list[tuple[AlertEvent, int]] = []
         try:
             obs = self.store.add_observation(
-                lambda seq, stored: self.observer.observation(measured, seq, stored), image, outbox
+                lambda seq, stored: self.observer.observation(measured, seq, stored),
+                image,
+                lambda tx, o: self._in_transaction(tx, o, measured, applied),
             )
         except StorageError as exc:
             self._failed("storage", str(exc))
             return None
+        for event, alert_id in applied:
+            self.alerts.applied(event, alert_id)
+        self._stored(obs)
+        return obs
+
+    def _in_transaction(
+        self, tx: Tx, obs: Observation, measured: Measured, applied: list[tuple[AlertEvent, int]]
+    ) -> None:
+        """Outbox messages and alerts committed together with the observation."""
+        device_id = self.config.device.id
+        publish = self.config.mqtt.enabled
+        if publish:
+            tx.enqueue(topic(device_id, "observation"), obs.model_dump_json(), seq=obs.seq)
+            if self.config.mqtt.thumbnails:
+                jpeg = thumbnail_jpeg(measured.rgb, self.config.mqtt.thumbnail_max_side)
+                tx.enqueue(
+                    topic(device_id, "thumbnail"), jpeg, seq=obs.seq, content_type="image/jpeg"
+                )
+        for event in self.alerts.evaluate(obs):
+            if event.action == "raise":
+                alert_id = tx.open_alert(alert_row(event, obs.captured_at, obs.seq))
+            else:
+                existing = self.alerts.open_id(event)
+                if existing is None:
+                    continue
+                alert_id = existing
+                tx.close_alert(alert_id, obs.captured_at, obs.seq)
+            applied.append((event, alert_id))
+            log.warning(
+                f"alert {event.action}: {event.message}",
+                extra={"alert_id": alert_id, "kind": event.kind, "seq": obs.seq},
+            )
+            if publish:
+                message = alert_message(device_id, alert_id, event, obs.captured_at, obs.seq)
+                tx.enqueue(topic(device_id, "alert"), message.model_dump_json())
+
+    def _stored(self, obs: Observation) -> None:
         self.stats.captures_ok += 1
         self.stats.consecutive_failures = 0
         self.stats.last_capture_at = obs.captured_at
+        self.metrics.captures.labels(result="ok").inc()
+        self.metrics.last_capture_timestamp.set(obs.captured_at.timestamp())
         self._update_status()
+        if self.link is not None:
+            self.link.notify()
         log.info(
             "observation stored",
             extra={
@@ -174,13 +276,13 @@ class Agent:
         )
         if self._on_observation is not None:
             self._on_observation(obs)
-        return obs
 
     def _failed(self, reason: str, message: str) -> None:
         self.stats.captures_failed += 1
         self.stats.consecutive_failures += 1
         self.stats.last_error = f"{reason}: {message}"
         self.stats.failures_by_reason[reason] = self.stats.failures_by_reason.get(reason, 0) + 1
+        self.metrics.captures.labels(result="failed").inc()
         log.error("capture failed", extra={"reason": reason, "error": message})
         self._update_status()
 
@@ -212,11 +314,120 @@ class Agent:
             "skipped_dark": s.skipped_dark,
         }
 
+    # -- status --------------------------------------------------------------------
+
+    def status_message(self, state: str) -> Status:
+        """The retained presence message (also the Last Will when offline)."""
+        m = self.observer.model
+        return Status(
+            device_id=self.config.device.id,
+            state="online" if state == "online" else "offline",
+            firmware=__version__,
+            model_version=m.version,
+            model_backend=m.backend,
+            ip=self.link.local_ip if self.link else None,
+            started_at=self.stats.started_at,
+        )
+
+    def stats_message(self) -> Stats:
+        """Periodic health figures."""
+        store = self.store.stats()
+        outbox = Outbox(self.store.engine)
+        free = disk_free_bytes(self.config.storage.dir)
+        self.metrics.disk_free_bytes.set(free)
+        return Stats(
+            device_id=self.config.device.id,
+            at=datetime.now(timezone.utc),
+            uptime_s=round((self.clock.now() - self.stats.started_at).total_seconds(), 1),
+            disk_free_bytes=free,
+            cpu_temp_c=cpu_temperature_c(),
+            outbox_depth=store.outbox_depth,
+            outbox_dropped=outbox.dropped(),
+            last_capture_at=self.stats.last_capture_at,
+            captures_ok=self.stats.captures_ok,
+            captures_failed=self.stats.captures_failed,
+            skipped_dark=self.stats.skipped_dark,
+            images_pruned=store.images_pruned,
+        )
+
+    def stats_payload(self) -> bytes:
+        """Stats as JSON bytes for the broker."""
+        return self.stats_message().model_dump_json().encode()
+
+    # -- commands ------------------------------------------------------------------
+
+    def _answer(self, result: CommandResult) -> None:
+        self.store.enqueue(topic(self.config.device.id, "cmd_result"), result.model_dump_json())
+        if self.link is not None:
+            self.link.notify()
+
+    def command_capture(self) -> dict[str, Any]:
+        """Capture now (between scheduled captures)."""
+        obs = self.capture_once()
+        if obs is None:
+            raise CameraError(f"capture failed: {self.stats.last_error or 'frame too dark'}")
+        return {"seq": obs.seq}
+
+    def command_reload_model(self) -> dict[str, Any]:
+        """Load the model again; on failure the previous model stays in use."""
+        classifier, block = load_model(self.config.model)
+        if classifier is None and self.config.model.enabled:
+            raise CultivaiError(f"model not reloaded, previous one kept: {block.error}")
+        with self._capture_lock:
+            self.observer.classifier = classifier
+            self.observer.model = block
+        self._report_model()
+        self._update_status()
+        return {"name": block.name, "version": block.version, "backend": block.backend}
+
+    def command_resend(self, from_seq: int, to_seq: int) -> dict[str, Any]:
+        """Queue stored observations in a seq range again; say which are gone."""
+        rows = self.store.observations_between(from_seq, to_seq)
+        with self.store.transaction() as tx:
+            for seq, payload in rows:
+                tx.enqueue(topic(self.config.device.id, "observation"), payload, seq=seq)
+        found = {seq for seq, _ in rows}
+        missing = [s for s in range(from_seq, to_seq + 1) if s not in found]
+        if self.link is not None:
+            self.link.notify()
+        return {"resent": len(rows), "missing": _ranges(missing)}
+
+    def command_set_schedule(self, cmd: SetScheduleCommand) -> dict[str, Any]:
+        """Change interval or photoperiod until the next restart."""
+        changes = cmd.model_dump(exclude={"request_id"}, exclude_none=True)
+        merged = {**self.config.schedule.model_dump(), **changes}
+        new = type(self.config.schedule).model_validate(merged)  # raises ValueError
+        self.schedule = Schedule(new, zone=self.schedule.zone)
+        self._wake.set()  # re-read the schedule now
+        log.info("schedule changed by command", extra=changes)
+        return {
+            "interval_s": new.interval_s,
+            "lights_on": new.lights_on.isoformat() if new.lights_on else None,
+            "lights_off": new.lights_off.isoformat() if new.lights_off else None,
+        }
+
+    # -- shutdown ------------------------------------------------------------------
+
     def close(self) -> None:
-        """Release the camera, pins and database."""
+        """Stop publishing, release the camera, pins and database."""
+        if self.link is not None:
+            self.link.stop()
+        if self.commands is not None:
+            self.commands.stop()
         if self.camera is not None:
             self.camera.close()
         if hasattr(self, "gpio"):
             self.gpio.close()
         if hasattr(self, "store"):
             self.store.close()
+
+
+def _ranges(seqs: list[int]) -> list[list[int]]:
+    """[1, 2, 3, 7] -> [[1, 3], [7, 7]]."""
+    out: list[list[int]] = []
+    for s in seqs:
+        if out and out[-1][1] == s - 1:
+            out[-1][1] = s
+        else:
+            out.append([s, s])
+    return out

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from edge.camera import CameraConfig
 from edge.camera.synthetic import SyntheticCameraSettings
 from edge.errors import ConfigError
+from edge.web.settings import WebConfig
 
 ENV_PREFIX = "CULTIVAI_EDGE__"
 DEFAULT_CONFIG_PATH = Path("/etc/cultivai/edge.yaml")
@@ -176,13 +177,37 @@ class MqttConfig(Section):
         None, description="File holding the broker password (never the password itself)."
     )
     tls: TlsConfig | None = Field(None, description="TLS settings; null: plain TCP.")
+    protocol: Literal["auto", "5", "3.1.1"] = Field(
+        "auto", description="MQTT version; 'auto' tries 5 and falls back to 3.1.1."
+    )
     thumbnails: bool = Field(False, description="Publish a small JPEG with each observation.")
+    thumbnail_max_side: int = Field(
+        320, ge=32, le=1280, description="Long side of published thumbnails, in pixels."
+    )
     homeassistant_discovery: bool = Field(False, description="Announce sensors to Home Assistant.")
+    homeassistant_prefix: str = Field(
+        "homeassistant", min_length=1, description="Home Assistant's discovery topic prefix."
+    )
+    inflight_window: int = Field(
+        50, ge=1, le=1000, description="Messages sent and not yet acknowledged, at most."
+    )
+    outbox_max_messages: int = Field(
+        100_000,
+        ge=100,
+        description="Unsent messages kept; beyond this the oldest are dropped and counted.",
+    )
+    stats_interval_s: int = Field(60, ge=5, le=86400, description="Seconds between stats messages.")
+    reconnect_min_s: float = Field(
+        1.0, gt=0, le=60, description="First reconnect delay; doubles per failure, with jitter."
+    )
+    reconnect_max_s: float = Field(120.0, gt=0, le=3600, description="Longest reconnect delay.")
 
     @model_validator(mode="after")
     def _password_needs_user(self) -> MqttConfig:
         if self.password_file is not None and self.username is None:
             raise ValueError("password_file is set but username is not")
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError("reconnect_max_s must be at least reconnect_min_s")
         return self
 
 
@@ -201,14 +226,6 @@ class StorageConfig(Section):
     observation_retention_days: int = Field(
         1825, ge=1, description="Measurements older than this are deleted (photos go sooner)."
     )
-
-
-class WebConfig(Section):
-    """The grower's status page on the device."""
-
-    enabled: bool = Field(True, description="Serve the status page.")
-    host: str = Field("0.0.0.0", description="Address to listen on.")
-    port: int = Field(8080, ge=1, le=65535, description="Port to listen on.")
 
 
 class GpioConfig(Section):

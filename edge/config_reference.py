@@ -96,5 +96,21 @@ def render() -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
+def update(readme: Path) -> bool:
+    """Rewrite the reference between the markers in `readme`; True when it changed."""
+    text = readme.read_text(encoding="utf-8")
+    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
+    new = text[:start] + "\n" + render() + text[end:]
+    if new != text:
+        readme.write_text(new, encoding="utf-8")
+    return new != text
+
+
 if __name__ == "__main__":
-    print(render(), end="")
+    import sys
+
+    if sys.argv[1:2] == ["--update"]:
+        changed = update(Path(sys.argv[2]))
+        print("updated" if changed else "up to date")
+    else:
+        print(render(), end="")

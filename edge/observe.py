@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -36,6 +37,8 @@ class Measured:
     rgb: np.ndarray
     analysis: Analysis
     health: HealthBlock | None
+    analysis_s: float = 0.0
+    inference_s: float = 0.0
 
 
 def load_model(config: ModelConfig) -> tuple[Any, ModelBlock]:
@@ -67,6 +70,7 @@ class Observer:
 
     def measure(self, frame: Frame) -> Measured:
         """Canopy analysis at reduced resolution, then the model on the same image."""
+        started = time.perf_counter()
         max_side = self.config.vision.analysis_max_side
         if frame.jpeg is not None:
             rgb, full = decode_for_analysis(frame.jpeg, max_side)
@@ -74,15 +78,18 @@ class Observer:
             assert frame.pixels is not None
             rgb, full = fit_within(frame.pixels, max_side), (frame.width, frame.height)
         analysis = analyze(rgb, full, self.config.vision.px_per_cm)
+        analysed = time.perf_counter()
         health = None
-        if self.classifier is not None:
-            pred = self.classifier.classify(rgb)
+        classifier = self.classifier  # a reload may swap it; use one for the whole frame
+        if classifier is not None:
+            pred = classifier.classify(rgb)
             health = HealthBlock(
                 label=pred.label,
                 confidence=round(float(pred.confidence), 4),
                 scores={k: round(float(v), 4) for k, v in pred.scores.items()},
             )
-        return Measured(frame, rgb, analysis, health)
+        done = time.perf_counter()
+        return Measured(frame, rgb, analysis, health, analysed - started, done - analysed)
 
     def observation(self, m: Measured, seq: int, stored: bool) -> Observation:
         """The wire message for a measured frame."""
@@ -139,6 +146,17 @@ class Observer:
     def overlay(self, m: Measured) -> bytes:
         """The plant-mask overlay for the grower's page."""
         return render_overlay(m.rgb, m.analysis)
+
+
+def thumbnail_jpeg(rgb: np.ndarray, max_side: int, quality: int = 75) -> bytes:
+    """A small JPEG of the analysis image, for the broker and Home Assistant."""
+    small = fit_within(rgb, max_side)
+    ok, buf = cv2.imencode(
+        ".jpg", cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
+    )
+    if not ok:
+        raise ImageDecodeError("OpenCV could not encode the thumbnail")
+    return buf.tobytes()
 
 
 def frame_from_file(path: Path, captured_at: datetime) -> Frame:

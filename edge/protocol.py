@@ -7,9 +7,10 @@ SCHEMA_VERSION and the topic's ``v1`` level.
 
 from __future__ import annotations
 
+from datetime import time
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 SCHEMA_VERSION = 1
 TOPIC_ROOT = "cultivai/v1"
@@ -100,3 +101,110 @@ class Observation(Message):
     image: ImageBlock
     health: HealthBlock | None = None
     model: ModelBlock = Field(default_factory=ModelBlock)
+
+
+class Alert(Message):
+    """A debounced problem raised or cleared; (device_id, alert_id, state) is its key."""
+
+    schema_version: Literal[1] = 1
+    device_id: str
+    alert_id: int = Field(ge=1, description="Device-local id shared by raise and clear.")
+    kind: Literal["health", "yellowing", "browning"]
+    state: Literal["raised", "cleared"]
+    at: AwareDatetime
+    seq: int = Field(ge=1, description="The observation that raised or cleared it.")
+    label: str | None = Field(None, description="The problem class, for health alerts.")
+    message: str
+    value: float | None = Field(None, description="Confidence or percentage that triggered it.")
+    baseline: float | None = Field(None, description="The camera's recent baseline, if any.")
+
+
+class Status(Message):
+    """Retained presence of a device; the broker publishes the offline one as Last Will."""
+
+    schema_version: Literal[1] = 1
+    device_id: str
+    state: Literal["online", "offline"]
+    firmware: str | None = None
+    model_version: str | None = None
+    model_backend: str | None = None
+    ip: str | None = None
+    started_at: AwareDatetime | None = None
+
+
+class Stats(Message):
+    """Periodic health of the device."""
+
+    schema_version: Literal[1] = 1
+    device_id: str
+    at: AwareDatetime
+    uptime_s: float
+    disk_free_bytes: int
+    cpu_temp_c: float | None = None
+    outbox_depth: int
+    outbox_dropped: int = 0
+    last_capture_at: AwareDatetime | None = None
+    captures_ok: int = 0
+    captures_failed: int = 0
+    skipped_dark: int = 0
+    images_pruned: int = 0
+
+
+class Command(Message):
+    """Base of commands sent to a device on cmd/<name>; unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    request_id: str | None = Field(None, max_length=64, description="Echoed in the result.")
+
+
+class CaptureCommand(Command):
+    """Take a photo now."""
+
+
+class ReloadModelCommand(Command):
+    """Load the model files again (after a model rollout)."""
+
+
+class ResendCommand(Command):
+    """Publish stored observations again, for gap backfill by the bridge."""
+
+    from_seq: int = Field(ge=1)
+    to_seq: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _range(self) -> ResendCommand:
+        if self.to_seq < self.from_seq:
+            raise ValueError("to_seq must be >= from_seq")
+        if self.to_seq - self.from_seq >= MAX_RESEND:
+            raise ValueError(f"at most {MAX_RESEND} observations per resend")
+        return self
+
+
+class SetScheduleCommand(Command):
+    """Change the capture interval or photoperiod until the next restart."""
+
+    interval_s: int | None = Field(None, ge=1, le=86400)
+    lights_on: time | None = None
+    lights_off: time | None = None
+
+
+MAX_RESEND = 10_000
+COMMANDS: dict[str, type[Command]] = {
+    "capture": CaptureCommand,
+    "reload-model": ReloadModelCommand,
+    "resend": ResendCommand,
+    "set-schedule": SetScheduleCommand,
+}
+
+
+class CommandResult(Message):
+    """The answer to a command: ok, or a clear error."""
+
+    schema_version: Literal[1] = 1
+    device_id: str
+    command: str
+    request_id: str | None = None
+    ok: bool
+    error: str | None = None
+    detail: dict[str, object] = Field(default_factory=dict)
+    at: AwareDatetime

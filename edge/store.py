@@ -16,17 +16,13 @@ import logging
 import os
 import shutil
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
-    DateTime,
-    Float,
-    Integer,
-    String,
-    Text,
     create_engine,
     delete,
     event,
@@ -37,10 +33,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.orm import Session
 
+from edge import outbox
 from edge.errors import StorageError
 from edge.protocol import Observation
+from edge.tables import AlertRow, Base, Counter, ObservationRow, OutboxRow
 
 log = logging.getLogger(__name__)
 DB_NAME = "edge.sqlite3"
@@ -48,46 +46,6 @@ IMAGE_DIR = "images"
 TMP_PREFIX = ".tmp-"
 RESERVE_NAME = ".disk-reserve"
 RESERVE_BYTES = 256 * 1024
-
-
-class Base(DeclarativeBase):
-    """Declarative base of the device's tables."""
-
-
-class Counter(Base):
-    """Monotonic counters (the observation seq)."""
-
-    __tablename__ = "counters"
-    name: Mapped[str] = mapped_column(String(32), primary_key=True)
-    value: Mapped[int] = mapped_column(Integer, nullable=False)
-
-
-class ObservationRow(Base):
-    """One capture: key measurements as columns, the whole message as JSON."""
-
-    __tablename__ = "observations"
-    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    device_id: Mapped[str] = mapped_column(String(64), nullable=False)
-    captured_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
-    cover_pct: Mapped[float] = mapped_column(Float, nullable=False)
-    yellow_pct: Mapped[float] = mapped_column(Float, nullable=False)
-    brown_pct: Mapped[float] = mapped_column(Float, nullable=False)
-    health_label: Mapped[str | None] = mapped_column(String(64))
-    health_confidence: Mapped[float | None] = mapped_column(Float)
-    payload: Mapped[str] = mapped_column(Text, nullable=False)
-    image_path: Mapped[str | None] = mapped_column(String(255))
-    overlay_path: Mapped[str | None] = mapped_column(String(255))
-    image_bytes: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-
-
-class OutboxRow(Base):
-    """A message waiting to be published, written with the row it belongs to."""
-
-    __tablename__ = "outbox"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    topic: Mapped[str] = mapped_column(String(255), nullable=False)
-    payload: Mapped[str] = mapped_column(Text, nullable=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +67,48 @@ class StoreStats:
     outbox_depth: int
     images_pruned: int
     images_not_kept: int
+
+
+class Tx:
+    """What a hook may do inside an observation's transaction."""
+
+    def __init__(self, session: Session, max_outbox: int) -> None:
+        self.session = session
+        self._max_outbox = max_outbox
+
+    def enqueue(
+        self,
+        topic: str,
+        payload: bytes | str,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        seq: int | None = None,
+        content_type: str | None = None,
+    ) -> None:
+        """Queue a message for the broker, committed with the observation."""
+        outbox.enqueue(
+            self.session,
+            topic,
+            payload,
+            qos=qos,
+            retain=retain,
+            seq=seq,
+            content_type=content_type,
+        )
+        outbox.enforce_limit(self.session, self._max_outbox)
+
+    def open_alert(self, row: AlertRow) -> int:
+        """Insert an alert; returns its id."""
+        self.session.add(row)
+        self.session.flush()
+        return row.id
+
+    def close_alert(self, alert_id: int, at: datetime, seq: int) -> None:
+        """Mark an alert cleared."""
+        self.session.execute(
+            update(AlertRow).where(AlertRow.id == alert_id).values(cleared_at=at, cleared_seq=seq)
+        )
 
 
 def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -155,8 +155,10 @@ class Store:
         image_quota_bytes: int = 2048 * 2**20,
         min_free_bytes: int = 200 * 2**20,
         retention: timedelta = timedelta(days=1825),
+        max_outbox: int = 100_000,
     ) -> None:
         self.root = root
+        self.max_outbox = max_outbox
         self.image_root = root / IMAGE_DIR
         self.image_quota_bytes = image_quota_bytes
         self.min_free_bytes = min_free_bytes
@@ -183,21 +185,25 @@ class Store:
     # -- writing -------------------------------------------------------------------
 
     def add_observation(
-        self, build: Any, image: StoredImage | None, outbox_topic: str | None = None
+        self,
+        build: Callable[[int, bool], Observation],
+        image: StoredImage | None,
+        then: Callable[[Tx, Observation], None] | None = None,
     ) -> Observation:
         """Allocate the next seq, keep the photo, and commit the observation.
 
         `build(seq, image_stored)` returns the Observation; it is called inside the
         transaction once the seq is known and the photo is (or is not) on disk.
-        With `outbox_topic`, the message is queued for publishing in the same
-        transaction. A full disk first costs old photos, then this photo; only when
-        nothing is left to free does it raise StorageError.
+        `then(tx, observation)` runs in the same transaction: outbox messages and
+        alerts it writes commit or vanish together with the observation. A full
+        disk first costs old photos, then this photo; only when nothing is left to
+        free does it raise StorageError.
         """
         with self._write_lock:
             if image is not None:
                 self._make_room(len(image.photo) + len(image.overlay or b""))
             try:
-                return self._insert(build, image, outbox_topic)
+                return self._insert(build, image, then)
             except OperationalError as exc:
                 if not _disk_full(exc):
                     raise StorageError(f"could not store observation: {exc.orig}") from exc
@@ -205,14 +211,17 @@ class Store:
             self._release_reserve()
             self._prune_oldest(RESERVE_BYTES)
             try:
-                return self._insert(build, image, outbox_topic)
+                return self._insert(build, image, then)
             except OperationalError as exc:
                 raise StorageError(f"could not store observation: {exc.orig}") from exc
             finally:
                 self._ensure_reserve()
 
     def _insert(
-        self, build: Any, image: StoredImage | None, outbox_topic: str | None
+        self,
+        build: Callable[[int, bool], Observation],
+        image: StoredImage | None,
+        then: Callable[[Tx, Observation], None] | None,
     ) -> Observation:
         with Session(self.engine) as s, s.begin():
             seq = int(
@@ -224,12 +233,60 @@ class Store:
                 ).scalar_one()
             )
             paths = self._keep_image(seq, image) if image is not None else None
-            obs: Observation = build(seq, paths is not None)
-            payload = obs.model_dump_json()
-            s.add(self._row(obs, payload, paths))
-            if outbox_topic is not None:
-                s.add(OutboxRow(topic=outbox_topic, payload=payload, created_at=_now()))
+            obs = build(seq, paths is not None)
+            s.add(self._row(obs, obs.model_dump_json(), paths))
+            if then is not None:
+                then(Tx(s, self.max_outbox), obs)
         return obs
+
+    def enqueue(
+        self,
+        topic: str,
+        payload: bytes | str,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        seq: int | None = None,
+    ) -> None:
+        """Queue one message on its own (a command result, a resent observation)."""
+        with self._write_lock:
+            try:
+                with Session(self.engine) as s, s.begin():
+                    Tx(s, self.max_outbox).enqueue(topic, payload, qos=qos, retain=retain, seq=seq)
+            except OperationalError as exc:
+                raise StorageError(f"could not queue message: {exc.orig}") from exc
+
+    def transaction(self) -> Any:
+        """A write transaction of its own, as a Tx (used to resend stored rows)."""
+        return _TxContext(self)
+
+    def open_alerts(self) -> list[AlertRow]:
+        """Alerts raised and not yet cleared, oldest first."""
+        with Session(self.engine, expire_on_commit=False) as s:
+            return list(
+                s.execute(
+                    select(AlertRow).where(AlertRow.cleared_at.is_(None)).order_by(AlertRow.id)
+                ).scalars()
+            )
+
+    def alerts(self, limit: int = 100) -> list[AlertRow]:
+        """Recent alerts, open or cleared, newest first."""
+        with Session(self.engine, expire_on_commit=False) as s:
+            return list(
+                s.execute(select(AlertRow).order_by(AlertRow.id.desc()).limit(limit)).scalars()
+            )
+
+    def observations_between(self, from_seq: int, to_seq: int) -> list[tuple[int, str]]:
+        """(seq, JSON payload) of stored observations in a seq range."""
+        with Session(self.engine) as s:
+            return [
+                (int(seq), str(payload))
+                for seq, payload in s.execute(
+                    select(ObservationRow.seq, ObservationRow.payload)
+                    .where(ObservationRow.seq.between(from_seq, to_seq))
+                    .order_by(ObservationRow.seq)
+                )
+            ]
 
     # -- the disk reserve ----------------------------------------------------------
     # On a completely full disk SQLite cannot even commit the update that lets old
@@ -480,6 +537,29 @@ class Store:
     def close(self) -> None:
         """Close database connections."""
         self.engine.dispose()
+
+
+class _TxContext:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.session: Session | None = None
+
+    def __enter__(self) -> Tx:
+        self.store._write_lock.acquire()
+        self.session = Session(self.store.engine)
+        self.session.begin()
+        return Tx(self.session, self.store.max_outbox)
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        assert self.session is not None
+        try:
+            if exc_type is None:
+                self.session.commit()
+            else:
+                self.session.rollback()
+        finally:
+            self.session.close()
+            self.store._write_lock.release()
 
 
 def _disk_full(exc: OperationalError) -> bool:

@@ -67,3 +67,18 @@ def mock_factory() -> Iterator[Any]:
     factory = MockFactory()
     yield factory
     factory.close()
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Any]:
+    """A private Mosquitto on a free port, anonymous access, persistence in tmp."""
+    from tests.mqtt_broker import Broker, find_mosquitto
+
+    if find_mosquitto() is None:
+        reason = "mosquitto is not installed (make test installs the Debian package)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    instance = Broker(tmp_path / "broker").start()
+    yield instance
+    instance.stop()

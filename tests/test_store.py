@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from edge.errors import StorageError
 from edge.protocol import CanopyBlock, ExposureBlock, ImageBlock, Observation
-from edge.store import Store, StoredImage
+from edge.store import Store, StoredImage, Tx
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)
 
@@ -73,9 +73,37 @@ def test_photo_and_overlay_are_kept_with_the_observation(tmp_path: Path) -> None
 
 def test_outbox_row_is_written_in_the_same_transaction(tmp_path: Path) -> None:
     store = Store(tmp_path)
-    store.add_observation(builder(), None, outbox_topic="cultivai/v1/cam-1/observation")
+
+    def publish(tx: Tx, obs: Observation) -> None:
+        tx.enqueue("cultivai/v1/cam-1/observation", obs.model_dump_json(), seq=obs.seq)
+
+    store.add_observation(builder(), None, publish)
     store.add_observation(builder(), None)
     assert store.stats().outbox_depth == 1
+
+
+def test_a_failing_hook_rolls_back_the_observation_and_its_messages(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+
+    def broken(tx: Tx, obs: Observation) -> None:
+        tx.enqueue("t", b"x")
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        store.add_observation(builder(), photo(), broken)
+    assert store.stats().observations == 0
+    assert store.stats().outbox_depth == 0
+
+
+def test_outbox_limit_drops_the_oldest_and_counts_them(tmp_path: Path) -> None:
+    from edge.outbox import Outbox
+
+    store = Store(tmp_path, max_outbox=5)
+    for i in range(8):
+        store.enqueue("t", f"m{i}".encode())
+    outbox = Outbox(store.engine)
+    assert [m.payload for m in outbox.pending(0, 100)] == [b"m3", b"m4", b"m5", b"m6", b"m7"]
+    assert outbox.dropped() == 3
 
 
 def test_a_failing_build_stores_nothing_and_uses_no_seq(tmp_path: Path) -> None:
@@ -148,10 +176,9 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 def fill_disk(folder: Path) -> Path:
     """Fill the filesystem the way another program would, until ENOSPC."""
     filler = folder / "filler.bin"
-    with open(filler, "wb") as fh, pytest.raises(OSError):
+    with open(filler, "wb", buffering=0) as fh, pytest.raises(OSError):
         while True:
             fh.write(b"\0" * 16384)
-            fh.flush()
     return filler
 
 

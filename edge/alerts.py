@@ -1,0 +1,200 @@
+"""Debounced alerts from observations.
+
+Two rules, each raising one alert and clearing it when the condition has ended:
+- a problem class from the plant-health model above `problem_confidence` on
+  `problem_consecutive` captures in a row; cleared after as many captures without it;
+- a sharp rise of `yellow_pct` (yellowing) or `brown_pct` (browning) of at least
+  `rise_pp` points over the camera's recent baseline (the median of the last
+  `baseline_captures` normal captures), on `problem_consecutive` captures in a row;
+  cleared when the value is back within half that rise of the baseline taken when
+  the alert was raised, on as many captures in a row.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from edge.config import AlertsConfig
+from edge.protocol import Alert, Observation
+from edge.tables import AlertRow
+
+HEALTHY = "healthy"
+AlertKind = Literal["health", "yellowing", "browning"]
+COLOUR_RULES: tuple[tuple[str, AlertKind], ...] = (
+    ("yellow_pct", "yellowing"),
+    ("brown_pct", "browning"),
+)
+MIN_BASELINE = 3
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEvent:
+    """A decision to raise or clear one alert."""
+
+    action: Literal["raise", "clear"]
+    kind: AlertKind
+    label: str | None
+    message: str
+    value: float | None
+    baseline: float | None = None
+
+
+@dataclass
+class _Open:
+    alert_id: int
+    baseline: float | None
+    streak: int = 0  # captures in a row without the condition
+
+
+class AlertEngine:
+    """Keeps per-rule streaks and the colour baseline; decides raise/clear events."""
+
+    def __init__(self, config: AlertsConfig, open_alerts: list[AlertRow]) -> None:
+        self.config = config
+        self._problem_streak: dict[str, int] = {}
+        self._history = {
+            metric: deque[float](maxlen=config.baseline_captures) for metric, _ in COLOUR_RULES
+        }
+        self._rise_streak = {metric: 0 for metric, _ in COLOUR_RULES}
+        self._open: dict[tuple[str, str | None], _Open] = {
+            (row.kind, row.label): _Open(row.id, row.baseline) for row in open_alerts
+        }
+
+    def warm_up(self, history: list[Observation]) -> None:
+        """Rebuild streaks and baselines from stored observations after a restart."""
+        for obs in history:
+            self.evaluate(obs, replay=True)
+
+    def evaluate(self, obs: Observation, replay: bool = False) -> list[AlertEvent]:
+        """Update the rules with one observation; the events to apply (none on replay)."""
+        events = self._health(obs) + self._colour(obs)
+        return [] if replay else events
+
+    def _health(self, obs: Observation) -> list[AlertEvent]:
+        c = self.config
+        health = obs.health
+        problem = None
+        if health and health.label != HEALTHY and health.confidence >= c.problem_confidence:
+            problem = health.label
+        for seen in list(self._problem_streak):
+            if seen != problem:
+                self._problem_streak[seen] = 0
+        events = []
+        if problem is not None:
+            streak = self._problem_streak.get(problem, 0) + 1
+            self._problem_streak[problem] = streak
+            if streak >= c.problem_consecutive and ("health", problem) not in self._open:
+                assert obs.health is not None
+                events.append(
+                    AlertEvent(
+                        "raise",
+                        "health",
+                        problem,
+                        f"{problem.replace('_', ' ')} seen on {streak} captures in a row",
+                        obs.health.confidence,
+                    )
+                )
+        for (kind, label), state in self._open.items():
+            if kind != "health":
+                continue
+            state.streak = 0 if label == problem else state.streak + 1
+            if state.streak >= c.problem_consecutive:
+                events.append(AlertEvent("clear", "health", label, f"{label} no longer seen", None))
+        return events
+
+    def _colour(self, obs: Observation) -> list[AlertEvent]:
+        c = self.config
+        events = []
+        for metric, kind in COLOUR_RULES:
+            value = float(getattr(obs.canopy, metric))
+            history = self._history[metric]
+            state = self._open.get((kind, None))
+            if state is not None:
+                baseline = state.baseline or 0.0
+                back = value - baseline < c.rise_pp / 2
+                state.streak = state.streak + 1 if back else 0
+                if state.streak >= c.problem_consecutive:
+                    events.append(
+                        AlertEvent(
+                            "clear",
+                            kind,
+                            None,
+                            f"{metric} back to {value:.1f}% (baseline {baseline:.1f}%)",
+                            value,
+                            baseline,
+                        )
+                    )
+                continue
+            if len(history) >= MIN_BASELINE:
+                baseline = statistics.median(history)
+                if value - baseline >= c.rise_pp:
+                    self._rise_streak[metric] += 1
+                    if self._rise_streak[metric] >= c.problem_consecutive:
+                        events.append(
+                            AlertEvent(
+                                "raise",
+                                kind,
+                                None,
+                                f"{metric} rose to {value:.1f}% from a baseline of {baseline:.1f}%",
+                                value,
+                                baseline,
+                            )
+                        )
+                    continue  # rising values stay out of the baseline
+            self._rise_streak[metric] = 0
+            history.append(value)
+        return events
+
+    def applied(self, event: AlertEvent, alert_id: int) -> None:
+        """Record that an event was committed."""
+        key = (event.kind, event.label)
+        if event.action == "raise":
+            self._open[key] = _Open(alert_id, event.baseline)
+            if event.kind != "health":
+                self._rise_streak[_metric(event.kind)] = 0
+        else:
+            self._open.pop(key, None)
+
+    def open_id(self, event: AlertEvent) -> int | None:
+        """The id of the open alert an event clears."""
+        state = self._open.get((event.kind, event.label))
+        return state.alert_id if state else None
+
+
+def _metric(kind: str) -> str:
+    return next(metric for metric, k in COLOUR_RULES if k == kind)
+
+
+def alert_row(event: AlertEvent, at: datetime, seq: int) -> AlertRow:
+    """The database row of a raised alert."""
+    return AlertRow(
+        kind=event.kind,
+        label=event.label,
+        message=event.message,
+        value=event.value,
+        baseline=event.baseline,
+        raised_at=at,
+        raised_seq=seq,
+    )
+
+
+def alert_message(
+    device_id: str, alert_id: int, event: AlertEvent, at: datetime, seq: int
+) -> Alert:
+    """The wire message for an applied event."""
+    return Alert(
+        device_id=device_id,
+        alert_id=alert_id,
+        kind=event.kind,
+        state="raised" if event.action == "raise" else "cleared",
+        at=at,
+        seq=seq,
+        label=event.label,
+        message=event.message,
+        value=event.value,
+        baseline=event.baseline,
+    )

@@ -1,0 +1,364 @@
+"""The one module that touches paho-mqtt: connection, outbox drain, status, commands.
+
+One thread owns the client. It connects (MQTT 5, falling back to 3.1.1), with
+exponential backoff and jitter between attempts, and hands the broker at most
+`inflight_window` outbox messages at a time, in outbox order. paho keeps the
+messages it was handed across reconnects and resends them in order; a PUBACK
+deletes the message from the outbox. Whatever was not acknowledged when the
+process stops is still in the outbox and is sent again after the restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from edge.config import DeviceConfig, MqttConfig
+from edge.homeassistant import discovery_messages
+from edge.metrics import AgentMetrics
+from edge.outbox import Outbox, Outgoing
+from edge.protocol import Status, command_topic, topic
+
+log = logging.getLogger(__name__)
+UNSUPPORTED_PROTOCOL = (1, 132)  # CONNACK codes: 3.1.1 "refused protocol", 5 "unsupported"
+LOOP_SLICE_S = 0.05
+
+
+def backoff_delay(attempt: int, low: float, high: float, rng: random.Random) -> float:
+    """Exponential backoff with jitter: between half and all of low * 2**attempt, capped."""
+    ceiling = min(high, low * (2 ** min(attempt, 30)))
+    return rng.uniform(ceiling / 2, ceiling)
+
+
+class MqttLink:
+    """Connection to the broker for one device."""
+
+    def __init__(
+        self,
+        config: MqttConfig,
+        device: DeviceConfig,
+        outbox: Outbox,
+        *,
+        status: Callable[[str], Status],
+        stats: Callable[[], bytes],
+        on_command: Callable[[str, bytes], None],
+        metrics: AgentMetrics | None = None,
+        firmware: str = "",
+    ) -> None:
+        self.config = config
+        self.device = device
+        self.outbox = outbox
+        self._status = status
+        self._stats = stats
+        self._on_command = on_command
+        self.metrics = metrics or AgentMetrics()
+        self._firmware = firmware
+        self._protocol = (
+            MQTTProtocolVersion.MQTTv311
+            if config.protocol == "3.1.1"
+            else MQTTProtocolVersion.MQTTv5
+        )
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._direct: queue.Queue[tuple[str, bytes, int, bool]] = queue.Queue()
+        self._inflight: dict[int, int] = {}  # paho mid -> outbox id
+        self._acked: list[int] = []
+        self._last_handed = 0
+        self._ready = False
+        self._rng = random.Random()
+        self.local_ip: str | None = None
+        self.connects = 0
+        self.client = self._new_client()
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        """True between a successful CONNACK and the next disconnect."""
+        return self._ready
+
+    def start(self) -> None:
+        """Start the connection thread."""
+        self._thread = threading.Thread(target=self._run, name="mqtt", daemon=True)
+        self._thread.start()
+
+    def notify(self) -> None:
+        """New messages are in the outbox."""
+        self._wake.set()
+
+    def publish_direct(
+        self, topic_: str, payload: bytes, qos: int = 0, retain: bool = False
+    ) -> None:
+        """Send a message that is state, not history (stats, discovery); dropped if offline."""
+        self._direct.put((topic_, payload, qos, retain))
+        self._wake.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Announce offline, disconnect cleanly and end the thread."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    # -- the client ----------------------------------------------------------------
+
+    def _new_client(self) -> paho.Client:
+        c = self.config
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.device.id,
+            protocol=self._protocol,
+            clean_session=None if self._protocol == MQTTProtocolVersion.MQTTv5 else True,
+        )
+        client.max_inflight_messages_set(c.inflight_window)
+        client.enable_logger(logging.getLogger("edge.mqtt.paho"))
+        if c.username is not None:
+            password = None
+            if c.password_file is not None:
+                password = c.password_file.read_text(encoding="utf-8").strip()
+            client.username_pw_set(c.username, password)
+        if c.tls is not None:
+            client.tls_set(
+                ca_certs=str(c.tls.ca_file),
+                certfile=str(c.tls.cert_file) if c.tls.cert_file else None,
+                keyfile=str(c.tls.key_file) if c.tls.key_file else None,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+        client.will_set(
+            topic(self.device.id, "status"),
+            self._status("offline").model_dump_json(),
+            qos=1,
+            retain=True,
+        )
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        return client
+
+    def _connect(self) -> None:
+        c = self.config
+        if self._protocol == MQTTProtocolVersion.MQTTv5:
+            self.client.connect(c.host, c.port, c.keepalive_s, clean_start=True)
+        else:
+            self.client.connect(c.host, c.port, c.keepalive_s)
+
+    def _on_connect(
+        self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
+        if reason.is_failure:
+            code = reason.value
+            if (
+                code in UNSUPPORTED_PROTOCOL
+                and self.config.protocol == "auto"
+                and (self._protocol == MQTTProtocolVersion.MQTTv5)
+            ):
+                log.warning("broker does not speak MQTT 5; falling back to 3.1.1")
+                self._protocol = MQTTProtocolVersion.MQTTv311
+                self._switch_protocol = True
+            else:
+                log.error("broker refused the connection", extra={"reason": str(reason)})
+            return
+        self._ready = True
+        self._wake.set()  # hand out what is waiting
+        self.connects += 1
+        self.metrics.broker_connected.set(1)
+        sock = client.socket()
+        self.local_ip = sock.getsockname()[0] if isinstance(sock, socket.socket) else None
+        client.subscribe(command_topic(self.device.id), qos=1)
+        online = self._status("online").model_dump_json()
+        client.publish(topic(self.device.id, "status"), online, qos=1, retain=True)
+        if self.config.homeassistant_discovery:
+            client.subscribe(f"{self.config.homeassistant_prefix}/status", qos=1)
+            self._announce()
+        log.info(
+            "connected to broker",
+            extra={
+                "host": self.config.host,
+                "port": self.config.port,
+                "protocol": self._protocol.name,
+            },
+        )
+
+    def _on_disconnect(
+        self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
+        if self._ready:
+            log.warning("disconnected from broker", extra={"reason": str(reason)})
+        self._ready = False
+        self.metrics.broker_connected.set(0)
+
+    def _on_publish(
+        self, client: paho.Client, userdata: Any, mid: int, reason: Any, properties: Any
+    ) -> None:
+        outbox_id = self._inflight.pop(mid, None)
+        if outbox_id is None:
+            return  # a direct message (status, stats, discovery)
+        if reason.is_failure:
+            # The broker will never take it (e.g. not authorised): retrying would
+            # block the queue forever, so it is dropped and counted.
+            log.error(
+                "broker rejected a message; dropped",
+                extra={"outbox_id": outbox_id, "reason": str(reason)},
+            )
+            self.metrics.outbox_dropped.inc()
+        self._acked.append(outbox_id)
+
+    def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        prefix = command_topic(self.device.id, "")
+        if msg.topic.startswith(prefix):
+            self._on_command(msg.topic[len(prefix) :], bytes(msg.payload))
+        elif msg.topic == f"{self.config.homeassistant_prefix}/status" and msg.payload == b"online":
+            self._announce()
+
+    def _announce(self) -> None:
+        for topic_, payload in discovery_messages(
+            self.config.homeassistant_prefix,
+            self.device.id,
+            self.device.site,
+            self.device.room,
+            self._firmware,
+            self.config.thumbnails,
+        ):
+            self.client.publish(topic_, payload, qos=1, retain=True)
+
+    # -- the thread ----------------------------------------------------------------
+
+    def _run(self) -> None:
+        attempt = 0
+        next_stats = time.monotonic() + self.config.stats_interval_s
+        self._switch_protocol = False
+        while not self._stop.is_set():
+            if not self._ensure_connected(attempt):
+                attempt += 1
+                self._stop.wait(
+                    backoff_delay(
+                        attempt - 1,
+                        self.config.reconnect_min_s,
+                        self.config.reconnect_max_s,
+                        self._rng,
+                    )
+                )
+                continue
+            rc = self.client.loop(timeout=LOOP_SLICE_S)
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or self._switch_protocol:
+                self._drop_connection()
+                attempt += 1
+                if not self._switch_protocol:
+                    self._stop.wait(
+                        backoff_delay(
+                            attempt - 1,
+                            self.config.reconnect_min_s,
+                            self.config.reconnect_max_s,
+                            self._rng,
+                        )
+                    )
+                continue
+            if self._ready:
+                attempt = 0
+                freed = self._flush_acks()
+                if freed or self._wake.is_set():
+                    self._wake.clear()
+                    if self._hand_out():
+                        self._wake.set()  # the window is full: more may be waiting
+                    self.metrics.outbox_depth.set(self.outbox.depth())
+                self._send_direct()
+                if time.monotonic() >= next_stats:
+                    next_stats = time.monotonic() + self.config.stats_interval_s
+                    self.client.publish(topic(self.device.id, "stats"), self._stats(), qos=0)
+        self._shutdown()
+
+    def _ensure_connected(self, attempt: int) -> bool:
+        if self.client.is_connected() or self._socket_open():
+            return True
+        if self._switch_protocol:
+            self._switch_protocol = False
+            self._inflight.clear()
+            self._last_handed = 0
+            self.client = self._new_client()
+        try:
+            self._connect()
+        except (OSError, ValueError) as exc:
+            if attempt == 0:
+                log.warning("broker unreachable; will retry", extra={"error": str(exc)})
+            return False
+        return True
+
+    def _socket_open(self) -> bool:
+        return self.client.socket() is not None
+
+    def _drop_connection(self) -> None:
+        # paho has already closed the socket when loop() reports a failure.
+        self._ready = False
+        self.metrics.broker_connected.set(0)
+
+    def _hand_out(self) -> bool:
+        """Give paho the next outbox messages; True when the window filled up."""
+        room = self.config.inflight_window - len(self._inflight)
+        if room <= 0:
+            return False
+        pending = self.outbox.pending(self._last_handed, room)
+        for msg in pending:
+            info = self.client.publish(
+                msg.topic,
+                msg.payload,
+                qos=msg.qos,
+                retain=msg.retain,
+                properties=self._properties(msg),
+            )
+            self._inflight[info.mid] = msg.id
+            self._last_handed = msg.id
+        return len(pending) == room
+
+    def _properties(self, msg: Outgoing) -> Properties | None:
+        if self._protocol != MQTTProtocolVersion.MQTTv5:
+            return None
+        if msg.seq is None and msg.content_type is None:
+            return None
+        props = Properties(PacketTypes.PUBLISH)
+        if msg.content_type:
+            props.ContentType = msg.content_type
+        if msg.seq is not None:
+            props.UserProperty = ("seq", str(msg.seq))
+        return props
+
+    def _flush_acks(self) -> bool:
+        if not self._acked:
+            return False
+        acked, self._acked = self._acked, []
+        self.outbox.acknowledge(acked)
+        return True
+
+    def _send_direct(self) -> None:
+        while True:
+            try:
+                topic_, payload, qos, retain = self._direct.get_nowait()
+            except queue.Empty:
+                return
+            self.client.publish(topic_, payload, qos=qos, retain=retain)
+
+    def _shutdown(self) -> None:
+        if self._ready:
+            offline = self._status("offline").model_dump_json()
+            info = self.client.publish(topic(self.device.id, "status"), offline, qos=1, retain=True)
+            deadline = time.monotonic() + 2.0
+            while not info.is_published() and time.monotonic() < deadline:
+                self.client.loop(timeout=LOOP_SLICE_S)
+            self._flush_acks()
+            self.client.disconnect()
+            self.client.loop(timeout=LOOP_SLICE_S)
+        self._ready = False
+        self.metrics.broker_connected.set(0)

@@ -1,0 +1,106 @@
+"""A private Mosquitto broker for tests: generated config, free port, stop and restart."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+MOSQUITTO_PATHS = ("/usr/sbin/mosquitto", "/usr/bin/mosquitto")
+
+
+def find_mosquitto() -> str | None:
+    """Path of the mosquitto binary, or None."""
+    found = shutil.which("mosquitto")
+    if found:
+        return found
+    return next((p for p in MOSQUITTO_PATHS if os.access(p, os.X_OK)), None)
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Broker:
+    """One mosquitto process on 127.0.0.1; `extra` lines go into its config file.
+
+    It keeps its port and persistence folder across stop()/start(), like a broker
+    that is restarted in production. Running as root, mosquitto would drop to the
+    `mosquitto` user and could not write the test's folder, hence `user root`.
+    """
+
+    def __init__(self, workdir: Path, extra: str = "", port: int | None = None) -> None:
+        self.binary = find_mosquitto()
+        if self.binary is None:
+            raise RuntimeError("mosquitto is not installed (Debian package 'mosquitto')")
+        self.workdir = workdir
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.host = "127.0.0.1"
+        self.port = port or free_port()
+        self.extra = extra
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.config_path = workdir / "mosquitto.conf"
+        self.log_path = workdir / "mosquitto.log"
+
+    def write_config(self) -> None:
+        """Write the broker's config file."""
+        lines = [
+            f"listener {self.port} {self.host}",
+            "persistence true",
+            f"persistence_location {self.workdir}/",
+            "autosave_interval 1",
+            f"log_dest file {self.log_path}",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "log_type information",
+            "max_queued_messages 100000",
+        ]
+        if os.geteuid() == 0:
+            lines.insert(0, "user root")
+        if "allow_anonymous" not in self.extra:
+            lines.append("allow_anonymous true")
+        self.config_path.write_text("\n".join(lines) + "\n" + self.extra + "\n")
+
+    def start(self, timeout: float = 10.0) -> Broker:
+        """Start mosquitto and wait until it accepts connections."""
+        self.write_config()
+        assert self.binary is not None
+        self.proc = subprocess.Popen(
+            [self.binary, "-c", str(self.config_path)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                log = self.log_path.read_text() if self.log_path.exists() else ""
+                raise RuntimeError(f"mosquitto exited at start: {err}\n{log}")
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"mosquitto did not listen on {self.port} within {timeout} s")
+
+    def stop(self) -> None:
+        """Stop the broker (SIGTERM; it saves its persistence file)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def log(self) -> str:
+        """The broker's log so far."""
+        return self.log_path.read_text() if self.log_path.exists() else ""

@@ -1,0 +1,155 @@
+"""Debounced alerts: problem classes on consecutive captures, colour rising over baseline."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from edge.agent import Agent
+from edge.alerts import AlertEngine
+from edge.clock import FakeClock
+from edge.config import AlertsConfig
+from edge.protocol import (
+    CanopyBlock,
+    ExposureBlock,
+    HealthBlock,
+    ImageBlock,
+    Observation,
+)
+from tests.conftest import make_config
+
+T0 = datetime(2026, 3, 2, 8, tzinfo=timezone.utc)
+CONFIG = AlertsConfig(problem_confidence=0.7, problem_consecutive=3, rise_pp=8, baseline_captures=6)
+
+
+def obs(
+    seq: int,
+    label: str = "healthy",
+    confidence: float = 0.9,
+    yellow: float = 2.0,
+    brown: float = 0.5,
+) -> Observation:
+    return Observation(
+        device_id="cam",
+        seq=seq,
+        captured_at=T0 + timedelta(minutes=15 * seq),
+        camera="synthetic",
+        canopy=CanopyBlock(
+            cover_pct=40, area_px=1, yellow_pct=yellow, brown_pct=brown, exg_threshold=0.1
+        ),
+        exposure=ExposureBlock(verdict="ok", mean_luma=90, under_pct=0, over_pct=0, sharpness=1),
+        image=ImageBlock(width=10, height=10, stored=False),
+        health=HealthBlock(label=label, confidence=confidence, scores={label: confidence}),
+    )
+
+
+def run(engine: AlertEngine, observations: list[Observation]) -> list[tuple[int, str, str]]:
+    out = []
+    next_id = 1
+    for o in observations:
+        for e in engine.evaluate(o):
+            alert_id = next_id if e.action == "raise" else engine.open_id(e) or 0
+            next_id += e.action == "raise"
+            engine.applied(e, alert_id)
+            out.append((o.seq, e.action, e.label or e.kind))
+    return out
+
+
+def test_problem_class_alerts_after_n_consecutive_captures_and_clears_after_n_without() -> None:
+    labels = [
+        "healthy",
+        "leaf_spot",
+        "leaf_spot",
+        "leaf_spot",
+        "leaf_spot",
+        "healthy",
+        "healthy",
+        "healthy",
+    ]
+    events = run(AlertEngine(CONFIG, []), [obs(i + 1, label) for i, label in enumerate(labels)])
+    assert events == [(4, "raise", "leaf_spot"), (8, "clear", "leaf_spot")]
+
+
+def test_an_interrupted_or_unsure_problem_does_not_alert() -> None:
+    seq = [
+        ("leaf_spot", 0.9),
+        ("leaf_spot", 0.9),
+        ("healthy", 0.9),
+        ("leaf_spot", 0.9),
+        ("leaf_spot", 0.5),
+        ("leaf_spot", 0.9),
+        ("leaf_spot", 0.95),
+    ]
+    events = run(AlertEngine(CONFIG, []), [obs(i + 1, lab, c) for i, (lab, c) in enumerate(seq)])
+    assert events == []
+
+
+def test_yellowing_rise_over_baseline_alerts_once_and_clears() -> None:
+    yellows = [
+        2,
+        3,
+        2,
+        2,
+        3,
+        2,  # baseline ~2
+        12,
+        14,
+        15,
+        16,
+        17,  # sharp rise: raise on the third
+        6,
+        4,
+        3,
+        3,
+    ]  # back within half the rise (< 4 points): clear on the third
+    events = run(AlertEngine(CONFIG, []), [obs(i + 1, yellow=y) for i, y in enumerate(yellows)])
+    assert events == [(9, "raise", "yellowing"), (15, "clear", "yellowing")]
+
+
+def test_slow_drift_moves_the_baseline_and_does_not_alert() -> None:
+    yellows = [2 + 0.5 * i for i in range(40)]  # +20 points over 40 captures
+    assert run(AlertEngine(CONFIG, []), [obs(i + 1, yellow=y) for i, y in enumerate(yellows)]) == []
+
+
+def test_browning_has_its_own_rule() -> None:
+    browns = [0.5] * 6 + [10, 11, 12]
+    events = run(AlertEngine(CONFIG, []), [obs(i + 1, brown=b) for i, b in enumerate(browns)])
+    assert events == [(9, "raise", "browning")]
+
+
+class ScriptedClassifier:
+    """A classifier double for the agent: the model itself is tested in test_inference."""
+
+    def __init__(self, labels: list[str]) -> None:
+        self.labels = labels
+        self.calls = 0
+
+    def classify(self, rgb: Any) -> Any:
+        from types import SimpleNamespace
+
+        label = self.labels[min(self.calls, len(self.labels) - 1)]
+        self.calls += 1
+        return SimpleNamespace(label=label, confidence=0.95, scores={label: 0.95})
+
+
+def test_agent_stores_alerts_and_keeps_them_open_across_a_restart(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    cfg = make_config(
+        tmp_path, camera={"width": 320, "height": 240}, alerts={"problem_consecutive": 2}
+    )
+    agent = Agent(cfg, clock=clock).start()
+    agent.observer.classifier = ScriptedClassifier(["healthy", "pest_damage", "pest_damage"])
+    agent.run(max_captures=3)
+    open_alerts = agent.store.open_alerts()
+    assert [(a.kind, a.label, a.raised_seq) for a in open_alerts] == [("health", "pest_damage", 3)]
+    agent.close()
+
+    agent = Agent(cfg, clock=clock).start()  # restart: the alert is still open, not raised again
+    agent.observer.classifier = ScriptedClassifier(["pest_damage", "healthy", "healthy"])
+    agent.run(max_captures=3)
+    alerts = agent.store.alerts()
+    assert len(alerts) == 1
+    assert alerts[0].cleared_seq == 6
+    agent.close()

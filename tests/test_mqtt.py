@@ -1,0 +1,222 @@
+"""Publishing over a real Mosquitto: outbox drain, outages, status, commands, discovery."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge.agent import Agent
+from edge.clock import FakeClock
+from edge.mqtt import backoff_delay
+from tests.conftest import make_config
+from tests.mqtt_client import Recorder, publish
+
+DEVICE = "test-cam"
+
+
+def mqtt_config(tmp_path: Path, broker: Any, **mqtt: Any) -> Any:
+    return make_config(
+        tmp_path / "data",
+        camera={"width": 320, "height": 240},
+        mqtt={
+            "enabled": True,
+            "host": broker.host,
+            "port": broker.port,
+            "reconnect_min_s": 0.1,
+            "reconnect_max_s": 0.5,
+            **mqtt,
+        },
+    )
+
+
+@pytest.fixture
+def recorder(broker: Any) -> Iterator[Recorder]:
+    rec = Recorder(broker.host, broker.port, [f"cultivai/v1/{DEVICE}/#", "homeassistant/#"])
+    yield rec
+    rec.close()
+
+
+def seqs(rec: Recorder) -> list[int]:
+    return [m["seq"] for m in rec.json("/observation")]
+
+
+def test_observations_arrive_in_seq_order(
+    tmp_path: Path, broker: Any, recorder: Recorder, clock: FakeClock
+) -> None:
+    agent = Agent(mqtt_config(tmp_path, broker), clock=clock).start()
+    agent.run(max_captures=10)
+    assert recorder.wait_for(lambda: len(seqs(recorder)) >= 10)
+    assert seqs(recorder) == list(range(1, 11))
+    assert recorder.wait_for(lambda: agent.store.stats().outbox_depth == 0)
+    agent.close()
+
+
+def test_broker_outage_loses_nothing_and_keeps_order(
+    tmp_path: Path, broker: Any, recorder: Recorder, clock: FakeClock
+) -> None:
+    agent = Agent(mqtt_config(tmp_path, broker), clock=clock).start()
+    agent.run(max_captures=5)
+    assert recorder.wait_for(lambda: len(seqs(recorder)) >= 5)
+    broker.stop()
+    agent.run(max_captures=20)  # captured while the broker is away
+    assert agent.store.stats().outbox_depth >= 20
+    broker.start()
+    assert recorder.wait_for(lambda: set(seqs(recorder)) >= set(range(1, 26)), timeout=60)
+    received = seqs(recorder)
+    assert sorted(set(received)) == list(range(1, 26))
+    first_seen = list(dict.fromkeys(received))
+    assert first_seen == sorted(first_seen)  # duplicates only as redeliveries, never reordered
+    assert recorder.wait_for(lambda: agent.store.stats().outbox_depth == 0)
+    agent.close()
+
+
+def test_status_is_retained_online_then_offline_on_clean_stop(
+    tmp_path: Path, broker: Any, recorder: Recorder, clock: FakeClock
+) -> None:
+    agent = Agent(mqtt_config(tmp_path, broker), clock=clock).start()
+    assert recorder.wait_for(lambda: any(s["state"] == "online" for s in recorder.json("/status")))
+    online = next(s for s in recorder.json("/status") if s["state"] == "online")
+    assert online["firmware"] and online["ip"] == "127.0.0.1"
+    agent.close()
+    assert recorder.wait_for(lambda: recorder.json("/status")[-1]["state"] == "offline")
+    late = Recorder(broker.host, broker.port, [f"cultivai/v1/{DEVICE}/status"], client_id="late")
+    assert late.wait_for(lambda: bool(late.on("/status")))
+    assert late.on("/status")[0].retain
+    assert late.json("/status")[0]["state"] == "offline"
+    late.close()
+
+
+def test_stats_are_published_periodically(
+    tmp_path: Path, broker: Any, recorder: Recorder, clock: FakeClock
+) -> None:
+    agent = Agent(mqtt_config(tmp_path, broker, stats_interval_s=5), clock=clock).start()
+    agent.run(max_captures=1)
+    assert recorder.wait_for(lambda: bool(recorder.json("/stats")), timeout=20)
+    stats = recorder.json("/stats")[0]
+    assert stats["captures_ok"] == 1 and stats["disk_free_bytes"] > 0
+    assert "outbox_depth" in stats
+    agent.close()
+
+
+def command(broker: Any, recorder: Recorder, name: str, payload: str | bytes) -> dict[str, Any]:
+    before = len(recorder.on("/cmd_result"))
+    publish(broker.host, broker.port, f"cultivai/v1/{DEVICE}/cmd/{name}", payload)
+    assert recorder.wait_for(lambda: len(recorder.on("/cmd_result")) > before, timeout=20)
+    return recorder.json("/cmd_result")[before]
+
+
+@pytest.fixture
+def live_agent(
+    tmp_path: Path, broker: Any, recorder: Recorder, clock: FakeClock
+) -> Iterator[Agent]:
+    agent = Agent(mqtt_config(tmp_path, broker), clock=clock).start()
+    assert recorder.wait_for(lambda: agent.link is not None and agent.link.connected)
+    yield agent
+    agent.close()
+
+
+def test_capture_command(broker: Any, recorder: Recorder, live_agent: Agent) -> None:
+    result = command(broker, recorder, "capture", '{"request_id": "r1"}')
+    assert result["ok"] is True and result["request_id"] == "r1"
+    assert result["detail"]["seq"] == 1
+    assert recorder.wait_for(lambda: seqs(recorder) == [1])
+
+
+def test_resend_command_republishes_stored_rows_and_names_missing_ones(
+    broker: Any, recorder: Recorder, live_agent: Agent
+) -> None:
+    live_agent.run(max_captures=3)
+    assert recorder.wait_for(lambda: len(seqs(recorder)) == 3)
+    result = command(broker, recorder, "resend", '{"from_seq": 2, "to_seq": 5}')
+    assert result["ok"] is True
+    assert result["detail"] == {"resent": 2, "missing": [[4, 5]]}
+    assert recorder.wait_for(lambda: seqs(recorder) == [1, 2, 3, 2, 3])
+
+
+def test_set_schedule_command(broker: Any, recorder: Recorder, live_agent: Agent) -> None:
+    result = command(broker, recorder, "set-schedule", '{"interval_s": 120}')
+    assert result["ok"] is True and result["detail"]["interval_s"] == 120
+    assert live_agent.schedule.interval.total_seconds() == 120
+
+
+def test_reload_model_command_keeps_going_without_a_model(
+    broker: Any, recorder: Recorder, live_agent: Agent
+) -> None:
+    result = command(broker, recorder, "reload-model", "{}")
+    assert result["ok"] is True  # the model is disabled in the test config
+    assert result["detail"]["name"] is None
+
+
+@pytest.mark.parametrize(
+    ("name", "payload", "error"),
+    [
+        ("capture", b"{not json", "not valid JSON"),
+        ("capture", b"[1, 2]", "must be a JSON object"),
+        ("resend", b'{"from_seq": "one", "to_seq": 2}', "from_seq"),
+        ("resend", b'{"from_seq": 5, "to_seq": 2}', "to_seq must be >= from_seq"),
+        ("resend", b'{"to_seq": 2}', "from_seq: required setting is missing"),
+        ("set-schedule", b'{"interval_s": 0}', "interval_s"),
+        ("capture", b'{"bogus": 1}', "bogus: unknown setting"),
+        ("self-destruct", b"{}", "unknown command 'self-destruct'"),
+        ("capture", b"\xff\xfe", "invalid command"),
+    ],
+)
+def test_bad_commands_get_a_clear_error_and_the_agent_keeps_running(
+    broker: Any, recorder: Recorder, live_agent: Agent, name: str, payload: bytes, error: str
+) -> None:
+    result = command(broker, recorder, name, payload)
+    assert result["ok"] is False
+    assert error in result["error"]
+    assert command(broker, recorder, "capture", "{}")["ok"] is True  # still alive
+
+
+HA_REQUIRED = {
+    "sensor": {"state_topic", "unique_id", "device", "name"},
+    "image": {"image_topic", "unique_id", "device", "name"},
+}
+
+
+def test_home_assistant_discovery_is_retained_and_reannounced(
+    tmp_path: Path, broker: Any, recorder: Recorder, clock: FakeClock
+) -> None:
+    cfg = mqtt_config(tmp_path, broker, homeassistant_discovery=True, thumbnails=True)
+    agent = Agent(cfg, clock=clock).start()
+    assert recorder.wait_for(lambda: len(recorder.on("/config")) >= 7)
+    configs = {m.topic: json.loads(m.payload) for m in recorder.on("/config")}
+    late = Recorder(broker.host, broker.port, ["homeassistant/#"], client_id="ha-late")
+    assert late.wait_for(lambda: len(late.on("/config")) == len(configs))
+    assert all(m.retain for m in late.on("/config"))  # HA finds them after its own restart
+    late.close()
+    platforms = {t.split("/")[1] for t in configs}
+    assert platforms == {"sensor", "image"}
+    for topic_, cfg_ in configs.items():
+        platform = topic_.split("/")[1]
+        assert HA_REQUIRED[platform] <= set(cfg_), topic_
+        assert cfg_["device"]["identifiers"] == [f"cultivai_{DEVICE}"]
+        assert cfg_["availability_topic"] == f"cultivai/v1/{DEVICE}/status"
+    unique_ids = [c["unique_id"] for c in configs.values()]
+    assert len(unique_ids) == len(set(unique_ids))
+    count = len(recorder.on("/config"))
+    publish(broker.host, broker.port, "homeassistant/status", "online")
+    assert recorder.wait_for(lambda: len(recorder.on("/config")) >= 2 * count)
+    agent.run(max_captures=1)
+    assert recorder.wait_for(lambda: bool(recorder.on("/thumbnail")))
+    thumb = recorder.on("/thumbnail")[0]
+    assert thumb.payload[:3] == b"\xff\xd8\xff"
+    assert ("seq", "1") in thumb.properties.UserProperty
+    agent.close()
+
+
+def test_backoff_grows_exponentially_with_jitter_and_is_capped() -> None:
+    import random
+
+    rng = random.Random(1)
+    delays = [backoff_delay(a, 1.0, 60.0, rng) for a in range(10)]
+    for attempt, d in enumerate(delays):
+        ceiling = min(60.0, 2.0**attempt)
+        assert ceiling / 2 <= d <= ceiling
+    assert max(delays) <= 60.0
