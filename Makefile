@@ -24,12 +24,14 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Debian packages the integration tests run for real (a private broker and database
-# per test run). Installed only when missing; needs root or sudo.
+# Debian packages the integration tests run for real: a private broker and database
+# per test run, and a headless browser for the status page. Installed only when
+# missing; needs root or sudo.
 system-deps:
 	@missing=""; \
 	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
 	ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
@@ -61,6 +63,8 @@ bench: venv
 	.venv-bench/bin/python bench/canopy_vs_plantcv.py
 	$(BIN)/python bench/capture_pipeline.py
 	$(BIN)/python bench/inference.py
+	$(BIN)/python bench/publish.py
+	$(BIN)/python bench/web.py
 
 dist: venv
 	$(BIN)/pip install --quiet build

@@ -22,10 +22,12 @@ from edge.gpio import Gpio
 from edge.metrics import AgentMetrics
 from edge.mqtt import MqttLink
 from edge.observe import Measured, Observer, load_model, thumbnail_jpeg
-from edge.outbox import Outbox
 from edge.protocol import CommandResult, Observation, SetScheduleCommand, Stats, Status, topic
 from edge.schedule import Schedule
 from edge.store import Store, StoredImage, Tx
+from edge.web.app import create_app
+from edge.web.device import DeviceStatus
+from edge.web.server import WebServer
 
 log = logging.getLogger(__name__)
 FAILURES_BEFORE_ERROR = 3
@@ -57,6 +59,7 @@ class Agent:
         pin_factory: Any = None,
         camera: Camera | None = None,
         on_observation: Callable[[Observation], None] | None = None,
+        serve_web: bool = False,
     ) -> None:
         self.config = config
         self.clock = clock or SystemClock()
@@ -70,6 +73,8 @@ class Agent:
         self.stats = AgentStats(started_at=self.clock.now())
         self.metrics = AgentMetrics()
         self.link: MqttLink | None = None
+        self._serve_web = serve_web
+        self.web: WebServer | None = None
         self.commands: CommandRunner | None = None
         self.store: Store
         self.gpio: Gpio
@@ -109,7 +114,7 @@ class Agent:
             self.link = MqttLink(
                 cfg.mqtt,
                 cfg.device,
-                Outbox(self.store.engine),
+                self.store.open_outbox(),
                 status=self.status_message,
                 stats=self.stats_payload,
                 on_command=self.commands.submit,
@@ -117,9 +122,25 @@ class Agent:
                 firmware=__version__,
             )
             self.link.start()
+        if self._serve_web and cfg.web.enabled:
+            self._start_web()
         self._update_status()
         log.info("agent started", extra={"device": cfg.device.id, "camera": cfg.camera.backend})
         return self
+
+    def _start_web(self) -> None:
+        cfg = self.config
+        app = create_app(
+            cfg.web,
+            cfg.storage.dir,
+            self.store,
+            self,
+            self.metrics,
+            clock=self.clock,
+            timezone=cfg.schedule.timezone,
+        )
+        self.web = WebServer(app, cfg.web.host, cfg.web.port, cfg.web.threads).start()
+        log.info("status page serving", extra={"url": self.web.url})
 
     def _open_camera(self) -> bool:
         try:
@@ -316,6 +337,29 @@ class Agent:
 
     # -- status --------------------------------------------------------------------
 
+    def status(self) -> DeviceStatus:
+        """The agent's state for the grower's page."""
+        s, m, d = self.stats, self.observer.model, self.config.device
+        return DeviceStatus(
+            device_id=d.id,
+            site=d.site,
+            room=d.room,
+            firmware=__version__,
+            started_at=s.started_at,
+            cpu_temp_c=cpu_temperature_c(),
+            broker_connected=self.link.connected if self.link else None,
+            model_name=m.name,
+            model_version=m.version,
+            model_backend=m.backend,
+            model_error=m.error,
+            camera_open=s.camera_open,
+            last_capture_at=s.last_capture_at,
+            last_error=s.last_error,
+            captures_ok=s.captures_ok,
+            captures_failed=s.captures_failed,
+            skipped_dark=s.skipped_dark,
+        )
+
     def status_message(self, state: str) -> Status:
         """The retained presence message (also the Last Will when offline)."""
         m = self.observer.model
@@ -332,7 +376,7 @@ class Agent:
     def stats_message(self) -> Stats:
         """Periodic health figures."""
         store = self.store.stats()
-        outbox = Outbox(self.store.engine)
+        outbox = self.link.outbox if self.link else self.store.open_outbox()
         free = disk_free_bytes(self.config.storage.dir)
         self.metrics.disk_free_bytes.set(free)
         return Stats(
@@ -409,7 +453,9 @@ class Agent:
     # -- shutdown ------------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop publishing, release the camera, pins and database."""
+        """Stop serving and publishing, release the camera, pins and database."""
+        if self.web is not None:
+            self.web.stop()
         if self.link is not None:
             self.link.stop()
         if self.commands is not None:

@@ -126,8 +126,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.demo:
         from edge.demo import demo_config
+        from edge.web.keys import PASSWORD_FILE
 
         config = demo_config(args.data_dir)
+        # A fresh status-page password each demo run, so it is always in the log.
+        (args.data_dir / PASSWORD_FILE).unlink(missing_ok=True)
     else:
         config = load_config(args.config)
     setup_logging(config.logging.level, config.logging.format)
@@ -139,7 +142,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         printer = _print_observation
-    agent = Agent(config, on_observation=printer)
+    agent = Agent(config, on_observation=printer, serve_web=True)
     _install_stop_handlers(agent.stop)
     try:
         agent.start()

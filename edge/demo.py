@@ -20,6 +20,7 @@ def demo_config(data_dir: Path) -> EdgeConfig:
             },
             "schedule": {"interval_s": 10},
             "storage": {"dir": str(data_dir), "image_quota_mb": 64, "min_free_mb": 50},
+            "web": {"host": "127.0.0.1", "port": 8080},
             "logging": {"format": "text"},
         },
         env={},

@@ -33,7 +33,14 @@ from edge.protocol import Status, command_topic, topic
 
 log = logging.getLogger(__name__)
 UNSUPPORTED_PROTOCOL = (1, 132)  # CONNACK codes: 3.1.1 "refused protocol", 5 "unsupported"
-LOOP_SLICE_S = 0.05
+# paho keeps at most `inflight_window` unacknowledged on the wire; handing it a few
+# windows ahead lets it send the next message the moment a PUBACK arrives instead of
+# waiting for this thread's next database read.
+PREFETCH_WINDOWS = 4
+ACK_FLUSH_BATCH = 500
+ACK_FLUSH_S = 0.25
+DEPTH_EVERY_S = 1.0  # how often the outbox-depth metric is refreshed
+LOOP_SLICE_S = 0.2  # longest network wait before new outbox messages go out
 
 
 def backoff_delay(attempt: int, low: float, high: float, rng: random.Random) -> float:
@@ -76,6 +83,7 @@ class MqttLink:
         self._direct: queue.Queue[tuple[str, bytes, int, bool]] = queue.Queue()
         self._inflight: dict[int, int] = {}  # paho mid -> outbox id
         self._acked: list[int] = []
+        self._first_ack_at = 0.0
         self._last_handed = 0
         self._ready = False
         self._rng = random.Random()
@@ -215,6 +223,8 @@ class MqttLink:
                 extra={"outbox_id": outbox_id, "reason": str(reason)},
             )
             self.metrics.outbox_dropped.inc()
+        if not self._acked:
+            self._first_ack_at = time.monotonic()
         self._acked.append(outbox_id)
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
@@ -240,6 +250,7 @@ class MqttLink:
     def _run(self) -> None:
         attempt = 0
         next_stats = time.monotonic() + self.config.stats_interval_s
+        next_depth = 0.0
         self._switch_protocol = False
         while not self._stop.is_set():
             if not self._ensure_connected(attempt):
@@ -269,11 +280,14 @@ class MqttLink:
                 continue
             if self._ready:
                 attempt = 0
-                freed = self._flush_acks()
-                if freed or self._wake.is_set():
+                self._flush_acks()
+                room = PREFETCH_WINDOWS * self.config.inflight_window - len(self._inflight)
+                if room >= self.config.inflight_window or (room and self._wake.is_set()):
                     self._wake.clear()
-                    if self._hand_out():
+                    if self._hand_out(room):
                         self._wake.set()  # the window is full: more may be waiting
+                if time.monotonic() >= next_depth:
+                    next_depth = time.monotonic() + DEPTH_EVERY_S
                     self.metrics.outbox_depth.set(self.outbox.depth())
                 self._send_direct()
                 if time.monotonic() >= next_stats:
@@ -305,11 +319,8 @@ class MqttLink:
         self._ready = False
         self.metrics.broker_connected.set(0)
 
-    def _hand_out(self) -> bool:
-        """Give paho the next outbox messages; True when the window filled up."""
-        room = self.config.inflight_window - len(self._inflight)
-        if room <= 0:
-            return False
+    def _hand_out(self, room: int) -> bool:
+        """Give paho up to `room` more outbox messages; True when all were taken."""
         pending = self.outbox.pending(self._last_handed, room)
         for msg in pending:
             info = self.client.publish(
@@ -324,23 +335,29 @@ class MqttLink:
         return len(pending) == room
 
     def _properties(self, msg: Outgoing) -> Properties | None:
-        if self._protocol != MQTTProtocolVersion.MQTTv5:
-            return None
-        if msg.seq is None and msg.content_type is None:
+        # Only binary payloads (thumbnails) need the seq beside them; JSON messages
+        # carry it inside, and building paho Properties per message is costly.
+        if self._protocol != MQTTProtocolVersion.MQTTv5 or msg.content_type is None:
             return None
         props = Properties(PacketTypes.PUBLISH)
-        if msg.content_type:
-            props.ContentType = msg.content_type
+        props.ContentType = msg.content_type
         if msg.seq is not None:
             props.UserProperty = ("seq", str(msg.seq))
         return props
 
-    def _flush_acks(self) -> bool:
+    def _flush_acks(self, force: bool = False) -> None:
+        """Delete acknowledged messages from the outbox, a batch at a time.
+
+        Until then the read cursor (`_last_handed`) keeps them from being sent again
+        in this process; after a crash they are sent once more (a QoS 1 redelivery).
+        """
         if not self._acked:
-            return False
-        acked, self._acked = self._acked, []
-        self.outbox.acknowledge(acked)
-        return True
+            return
+        due = time.monotonic() - self._first_ack_at >= ACK_FLUSH_S
+        idle = not self._inflight  # everything handed out is acknowledged
+        if force or due or idle or len(self._acked) >= ACK_FLUSH_BATCH:
+            acked, self._acked = self._acked, []
+            self.outbox.acknowledge(acked)
 
     def _send_direct(self) -> None:
         while True:
@@ -357,7 +374,7 @@ class MqttLink:
             deadline = time.monotonic() + 2.0
             while not info.is_published() and time.monotonic() < deadline:
                 self.client.loop(timeout=LOOP_SLICE_S)
-            self._flush_acks()
+            self._flush_acks(force=True)
             self.client.disconnect()
             self.client.loop(timeout=LOOP_SLICE_S)
         self._ready = False

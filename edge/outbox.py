@@ -90,21 +90,25 @@ class Outbox:
 
     def pending(self, after_id: int, limit: int) -> list[Outgoing]:
         """Messages with id > after_id, oldest first."""
-        with Session(self.engine) as s:
-            rows = s.execute(
-                select(OutboxRow).where(OutboxRow.id > after_id).order_by(OutboxRow.id).limit(limit)
-            ).scalars()
-            return [
-                Outgoing(r.id, r.topic, r.payload, r.qos, r.retain, r.seq, r.content_type)
-                for r in rows
-            ]
+        columns = (
+            OutboxRow.id,
+            OutboxRow.topic,
+            OutboxRow.payload,
+            OutboxRow.qos,
+            OutboxRow.retain,
+            OutboxRow.seq,
+            OutboxRow.content_type,
+        )
+        query = select(*columns).where(OutboxRow.id > after_id).order_by(OutboxRow.id).limit(limit)
+        with self.engine.connect() as conn:
+            return [Outgoing(*row) for row in conn.execute(query)]
 
     def acknowledge(self, ids: list[int]) -> None:
         """The broker has them: delete."""
         if not ids:
             return
-        with Session(self.engine) as s, s.begin():
-            s.execute(delete(OutboxRow).where(OutboxRow.id.in_(ids)))
+        with self.engine.begin() as conn:
+            conn.execute(delete(OutboxRow).where(OutboxRow.id.in_(ids)))
 
     def depth(self) -> int:
         """Messages waiting."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, DateTime, Float, Integer, LargeBinary, String, Text
+from sqlalchemy import Boolean, DateTime, Float, Index, Integer, LargeBinary, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -36,6 +36,16 @@ class ObservationRow(Base):
     image_path: Mapped[str | None] = mapped_column(String(255))
     overlay_path: Mapped[str | None] = mapped_column(String(255))
     image_bytes: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+
+    # Photos still kept: pruning, quota and the photo pages read only these rows.
+    __table_args__ = (
+        Index(
+            "ix_observations_kept_photos",
+            "seq",
+            "image_bytes",
+            sqlite_where=text("image_path IS NOT NULL"),
+        ),
+    )
 
 
 class OutboxRow(Base):

@@ -13,7 +13,7 @@ from edge.camera.synthetic import SyntheticCamera, SyntheticCameraSettings
 from edge.clock import FakeClock
 from edge.errors import ImageDecodeError
 from edge.vision import analyze, decode_for_analysis, render_overlay
-from edge.vision.canopy import circular_hue_stats
+from edge.vision.canopy import opencv_hue_stats
 from edge.vision.decode import fit_within, jpeg_size, reduction_for
 
 
@@ -95,10 +95,18 @@ def test_areas_are_reported_in_full_resolution_pixels_and_cm2() -> None:
 
 
 def test_circular_hue_mean_wraps_around_red() -> None:
-    mean, median = circular_hue_stats(np.array([350.0, 10.0, 356.0, 4.0]))
+    hues = np.array([[175, 5, 178, 2]], np.uint8)  # 350, 10, 356 and 4 degrees
+    mean, median = opencv_hue_stats(hues, np.ones_like(hues, dtype=bool))
     assert mean is not None and median is not None
     assert min(mean, 360 - mean) < 0.5
     assert min(median, 360 - median) < 5
+
+
+def test_circular_median_follows_the_bulk_of_the_pixels() -> None:
+    hues = np.array([[50] * 6 + [60] * 3 + [120] * 2], np.uint8)  # mostly 100 degrees
+    mean, median = opencv_hue_stats(hues, np.ones_like(hues, dtype=bool))
+    assert median == 100.0
+    assert mean is not None and 100 < mean < 140
 
 
 def test_exposure_check_flags_dark_and_blown_frames() -> None:

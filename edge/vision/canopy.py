@@ -72,11 +72,14 @@ class Analysis:
 
 
 def excess_green(rgb: np.ndarray) -> np.ndarray:
-    """ExG on chromatic coordinates, float32 in [-1, 2]; 0 on near-black pixels."""
-    f = rgb.astype(np.float32)
-    total = f.sum(axis=2)
-    safe = np.maximum(total, 1.0)
-    exg = (2.0 * f[..., 1] - f[..., 0] - f[..., 2]) / safe
+    """ExG on chromatic coordinates, float32 in [-1, 2]; 0 on near-black pixels.
+
+    2g - r - b with g = G / (R + G + B) and so on simplifies to 3G / (R + G + B) - 1,
+    which OpenCV computes in one pass per step.
+    """
+    r, g, b = cv2.split(rgb)
+    total = cv2.add(cv2.add(r, g, dtype=cv2.CV_32F), b, dtype=cv2.CV_32F)
+    exg = cv2.divide(g, np.maximum(total, 1.0), scale=3.0, dtype=cv2.CV_32F) - 1.0
     exg[total < DARK_SUM] = 0.0
     return exg
 
@@ -139,24 +142,33 @@ def plant_masks(
     return plant, yellow, brown, threshold
 
 
-def circular_hue_stats(hue_deg: np.ndarray) -> tuple[float | None, float | None]:
-    """Circular mean and median of hue angles in degrees."""
-    if hue_deg.size == 0:
+def opencv_hue_stats(hue: np.ndarray, mask: np.ndarray) -> tuple[float | None, float | None]:
+    """Circular mean and median hue (degrees) of masked OpenCV hues (0-179, 2 degrees each).
+
+    OpenCV hues take only 180 values, so a histogram gives the same answer as
+    per-pixel trigonometry at a fraction of the cost.
+    """
+    counts = np.bincount(hue[mask], minlength=180)[:180].astype(np.float64)
+    n = counts.sum()
+    if n == 0:
         return None, None
-    rad = np.deg2rad(hue_deg.astype(np.float64))
-    mean = math.atan2(float(np.sin(rad).mean()), float(np.cos(rad).mean()))
+    angles = np.deg2rad(np.arange(180) * 2.0)
+    mean = math.atan2(float(counts @ np.sin(angles)), float(counts @ np.cos(angles)))
     mean_deg = math.degrees(mean) % 360.0
-    # Median on the circle: unwrap around the mean so the cut sits opposite it.
-    centred = (hue_deg.astype(np.float64) - mean_deg + 180.0) % 360.0
-    median_deg = (float(np.median(centred)) + mean_deg - 180.0) % 360.0
-    return round(mean_deg, 2), round(median_deg, 2)
+    # Median on the circle: order the bins starting opposite the mean.
+    start = int(((mean_deg + 180.0) % 360.0) // 2.0)
+    order = np.roll(np.arange(180), -start)
+    cumulative = np.cumsum(counts[order])
+    median_bin = int(order[int(np.searchsorted(cumulative, n / 2.0))])
+    return round(mean_deg, 2), round(median_bin * 2.0, 2)
 
 
-def exposure_check(rgb: np.ndarray) -> ExposureCheck:
+def exposure_check(rgb: np.ndarray, hsv: np.ndarray | None = None) -> ExposureCheck:
     """Share of under- and over-exposed pixels and a verdict."""
     luma = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     under = float((luma < UNDER_LUMA).mean() * 100.0)
-    over = float((rgb.max(axis=2) >= OVER_LEVEL).mean() * 100.0)
+    value = (hsv if hsv is not None else cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV))[..., 2]
+    over = float((value >= OVER_LEVEL).mean() * 100.0)  # V is max(R, G, B)
     mean_luma = float(luma.mean())
     verdict = "under" if under > 25.0 or mean_luma < 40.0 else "over" if over > 10.0 else "ok"
     return ExposureCheck(round(mean_luma, 2), round(under, 3), round(over, 3), verdict)
@@ -185,7 +197,7 @@ def analyze(
     full_w, full_h = full_size or (w, h)
     scale = (full_w * full_h) / float(w * h)
     area_px = round(plant_px * scale)
-    hue_mean, hue_median = circular_hue_stats(hsv[..., 0][plant].astype(np.float32) * 2.0)
+    hue_mean, hue_median = opencv_hue_stats(hsv[..., 0], plant)
     greenness = round(float(exg[plant].mean()), 4) if plant_px else None
     canopy = CanopyMetrics(
         cover_pct=round(plant_px * 100.0 / (w * h), 3),
@@ -200,7 +212,7 @@ def analyze(
     )
     return Analysis(
         canopy=canopy,
-        exposure=exposure_check(rgb),
+        exposure=exposure_check(rgb, hsv),
         sharpness=sharpness(rgb),
         plant_mask=plant,
         yellow_mask=yellow,

@@ -1,0 +1,1 @@
+"""The grower's status page served by the agent."""

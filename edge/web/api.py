@@ -1,0 +1,124 @@
+"""Machine-readable endpoints: JSON API, photos, liveness, readiness, Prometheus metrics."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from flask import Blueprint, Response, abort, jsonify, request, send_file
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from edge.errors import ImageDecodeError
+from edge.web import queries
+from edge.web.context import web
+from edge.web.images import SIZES
+from edge.web.summary import read_summary, summary_json
+
+log = logging.getLogger(__name__)
+bp = Blueprint("api", __name__)
+DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
+PHOTO_MAX_AGE_S = 7 * 86400
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    """Liveness: the web server answers (no login, no database)."""
+    return jsonify(ok=True)
+
+
+@bp.get("/readyz")
+def readyz() -> tuple[Response, int]:
+    """Readiness: the database answers and the camera is open."""
+    ctx = web()
+    checks: dict[str, str] = {}
+    try:
+        queries.last_seq(ctx.store)
+        checks["database"] = "ok"
+    except Exception as exc:  # any failure means not ready; the detail goes to the log
+        log.error("readiness: database check failed", extra={"error": str(exc)})
+        checks["database"] = "error"
+    camera_open = ctx.device.status().get("camera_open", True)
+    checks["camera"] = "ok" if camera_open else "error"
+    ready = all(v == "ok" for v in checks.values())
+    return jsonify(ready=ready, checks=checks), 200 if ready else 503
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    """The agent's Prometheus metrics."""
+    body = generate_latest(web().metrics.registry)
+    return Response(body, mimetype=None, content_type=CONTENT_TYPE_LATEST)
+
+
+@bp.get("/api/v1/status")
+def status() -> Response:
+    """Device health, latest observation and open alerts."""
+    return jsonify(summary_json(read_summary(web())))
+
+
+@bp.get("/api/v1/observations")
+def observations() -> Response | tuple[Response, int]:
+    """Observations in seq order: `since` (ISO 8601) and/or `after_seq`, up to `limit`."""
+    try:
+        since = _parse_since(request.args.get("since"))
+        after_seq = _int(request.args.get("after_seq"), "after_seq")
+        asked = _int(request.args.get("limit"), "limit")
+    except ValueError as exc:
+        return jsonify(error=str(exc)), 400
+    limit = DEFAULT_LIMIT if asked is None else asked
+    if not 1 <= limit <= MAX_LIMIT:
+        return jsonify(error=f"limit must be 1..{MAX_LIMIT}"), 400
+    found = queries.observations_page(web().store, since, after_seq, limit)
+    body: dict[str, Any] = {"observations": [o.model_dump(mode="json") for o in found]}
+    if found and len(found) == limit:
+        body["next_after_seq"] = found[-1].seq
+    return jsonify(body)
+
+
+def _int(value: str | None, name: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, got {value!r}") from None
+
+
+def _parse_since(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"since must be an ISO 8601 time, got {value!r}") from None
+    if parsed.tzinfo is None:
+        raise ValueError("since needs a time zone, e.g. 2026-03-02T08:00:00Z")
+    return parsed
+
+
+@bp.get("/api/v1/images/<int:seq>")
+def image(seq: int) -> Response:
+    """A stored photo; `overlay=1` for the plant mask, `size=thumb|medium` for a smaller copy."""
+    ctx = web()
+    overlay = request.args.get("overlay") == "1"
+    size = request.args.get("size")
+    if size is not None and size not in SIZES:
+        abort(404)
+    path = ctx.store.image_path(seq, overlay=overlay)
+    if path is None:
+        abort(404)
+    try:
+        if size is None:
+            response = send_file(path, mimetype="image/jpeg", conditional=True, etag=True)
+        else:
+            data = ctx.resized.get(path, SIZES[size])
+            response = Response(data, mimetype="image/jpeg")
+    except FileNotFoundError:
+        abort(404)  # pruned between the query and the read
+    except (OSError, ImageDecodeError) as exc:
+        log.error("stored photo unreadable", extra={"seq": seq, "error": str(exc)})
+        abort(404)
+    # A seq's photo never changes: let the phone keep it, but no shared cache.
+    response.headers["Cache-Control"] = f"private, max-age={PHOTO_MAX_AGE_S}, immutable"
+    return response

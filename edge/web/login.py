@@ -1,0 +1,66 @@
+"""Signing in and out of the page."""
+
+from __future__ import annotations
+
+import logging
+import math
+from urllib.parse import urlsplit
+
+from flask import Blueprint, make_response, redirect, render_template, request, session, url_for
+from werkzeug.wrappers import Response
+
+from edge.web.auth import client_address
+from edge.web.context import web
+
+log = logging.getLogger(__name__)
+bp = Blueprint("login", __name__)
+
+
+def safe_next(target: str | None) -> str:
+    """Where to go after login: a path on this site only, never another host."""
+    if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
+        return url_for("pages.status")
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return url_for("pages.status")
+    return target
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Response | str:
+    """The login form; a good password starts a session, failures are rate limited."""
+    gate = web().gate
+    target = safe_next(request.values.get("next"))
+    if request.method == "GET":
+        if gate.logged_in():
+            return redirect(target)
+        return render_template("login.html", next=target)
+    client = client_address()
+    wait = gate.limiter.retry_after(client)
+    if wait > 0:
+        log.warning("login refused: too many failures", extra={"client": client})
+        minutes = math.ceil(wait / 60)
+        page = render_template(
+            "login.html",
+            next=target,
+            error=f"Too many wrong passwords. Try again in {minutes} min.",
+        )
+        response = make_response(page, 429)
+        response.headers["Retry-After"] = str(math.ceil(wait))
+        return response
+    if not gate.password_ok(request.form.get("password", "")):
+        gate.limiter.failed(client)
+        log.warning("login failed: wrong password", extra={"client": client})
+        page = render_template("login.html", next=target, error="Wrong password.")
+        return make_response(page, 401)
+    gate.limiter.succeeded(client)
+    gate.log_in()
+    log.info("login", extra={"client": client})
+    return redirect(target, code=303)
+
+
+@bp.post("/logout")
+def logout() -> Response:
+    """End the session."""
+    session.clear()
+    return redirect(url_for("login.login"), code=303)

@@ -1,0 +1,129 @@
+"""The grower's pages, rendered from a real agent's store."""
+
+from __future__ import annotations
+
+import re
+
+from flask.testing import FlaskClient
+from markupsafe import escape
+
+from edge.protocol import HealthBlock, Observation
+from tests.web.conftest import AgentDevice, csrf_from, log_in, make_app
+
+
+def test_status_shows_the_latest_photo_metrics_and_device_health(
+    user: FlaskClient, device: AgentDevice
+) -> None:
+    latest = device.agent.store.recent(1)[0]
+    page = user.get("/").text
+    assert f"/api/v1/images/{latest.seq}?size=medium" in page
+    assert f"/api/v1/images/{latest.seq}?overlay=1" in page
+    assert f"{latest.canopy.cover_pct:.1f} %" in page
+    for fact in ("Uptime", "Disk free", "CPU temperature", "Broker", "Outbox", "Model"):
+        assert fact in page
+    assert "model disabled in config" in page
+
+
+def test_status_shows_the_models_verdict_and_confidence(fresh_device: AgentDevice) -> None:
+    client = make_app(fresh_device).test_client()
+    log_in(client)
+    store = fresh_device.agent.store
+    latest = store.recent(1)[0]
+    verdict = HealthBlock(
+        label="powdery_mildew", confidence=0.87, scores={"powdery_mildew": 0.87, "healthy": 0.13}
+    )
+
+    def build(seq: int, stored: bool) -> Observation:
+        image = latest.image.model_copy(update={"stored": stored})
+        return latest.model_copy(update={"seq": seq, "health": verdict, "image": image})
+
+    store.add_observation(build, None)
+    page = client.get("/").text
+    assert "Powdery mildew" in page
+    assert "87 % confidence" in page
+    assert "photo was not kept" in page
+
+
+def test_status_lists_the_open_alerts_the_agent_raised(
+    user: FlaskClient, device: AgentDevice
+) -> None:
+    raised = device.agent.store.open_alerts()
+    assert raised, "the seeded canopy yellows, which should raise an alert"
+    page = user.get("/").text
+    assert "Open alerts" in page
+    for alert in raised:
+        assert str(escape(alert.message)) in page
+        assert f'href="/photo/{alert.raised_seq}"' in page
+
+
+def test_capture_now_takes_a_photo_through_the_agent(fresh_device: AgentDevice) -> None:
+    client = make_app(fresh_device).test_client()
+    log_in(client)
+    response = client.post("/capture", data={"csrf_token": csrf_from(client.get("/").text)})
+    assert response.status_code == 303
+    waiting = client.get(response.headers["Location"])
+    fresh_device.wait_for_seq(2)
+    assert 'http-equiv="refresh"' in waiting.text or '#<span class="seq">2<' in waiting.text
+    arrived = client.get(response.headers["Location"]).text
+    assert '#<span class="seq">2</span>' in arrived
+    assert 'http-equiv="refresh"' not in arrived
+
+
+def test_history_draws_a_chart_per_measurement_for_each_range(user: FlaskClient) -> None:
+    for chosen in ("day", "week", "grow"):
+        page = user.get(f"/history?range={chosen}").text
+        assert page.count('<svg class="chart"') == 3
+        assert "<polyline" in page, chosen
+        assert "<script" not in page
+
+
+def test_history_without_a_model_says_so_in_the_health_chart(user: FlaskClient) -> None:
+    page = user.get("/history?range=grow").text
+    health_chart = page.split("<h2>Plant-health model</h2>")[1]
+    assert "no data in this range" in health_chart
+
+
+def test_photos_are_listed_by_day_with_thumbnails(user: FlaskClient) -> None:
+    page = user.get("/photos").text
+    days = re.findall(r'href="/photos/(\d{4}-\d\d-\d\d)"', page)
+    assert days == ["2026-03-03", "2026-03-02"]
+    assert "?size=thumb" in page
+    day = user.get("/photos/2026-03-02").text
+    assert day.count('loading="lazy"') == 5  # 09:00 .. 21:00, every 3 hours
+
+
+def test_a_day_without_photos_or_a_bad_date_is_404(user: FlaskClient) -> None:
+    assert user.get("/photos/2025-01-01").status_code == 404
+    assert user.get("/photos/not-a-date").status_code == 404
+
+
+def test_a_photo_page_shows_measurements_and_neighbours(user: FlaskClient) -> None:
+    page = user.get("/photo/5").text
+    assert 'href="/photo/4"' in page and 'href="/photo/6"' in page
+    assert "Canopy cover" in page
+
+
+def test_a_missing_photo_page_is_404(user: FlaskClient) -> None:
+    assert user.get("/photo/999999").status_code == 404
+
+
+def test_timelapse_steps_through_one_photo_a_day_without_script(user: FlaskClient) -> None:
+    page = user.get("/timelapse").text
+    assert 'frame <span id="frame-number">2</span> of 2' in page
+    first = user.get("/timelapse?frame=0").text
+    assert 'frame <span id="frame-number">1</span> of 2' in first
+    assert 'src="/static/timelapse.js' in page
+
+
+def test_timelapse_can_show_every_photo(user: FlaskClient, device: AgentDevice) -> None:
+    photos = device.agent.store.stats().images
+    page = user.get("/timelapse?all=1").text
+    assert f"of {photos}" in page
+
+
+def test_pages_have_no_inline_script_or_style(user: FlaskClient) -> None:
+    for path in ("/", "/history", "/photos", "/photo/2", "/timelapse", "/login"):
+        html = user.get(path).text
+        assert not re.search(r"<script(?![^>]*\bsrc=)", html), path
+        assert " style=" not in html and "<style" not in html, path
+        assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', ""), path
