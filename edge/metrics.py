@@ -40,9 +40,14 @@ class AgentMetrics:
         self.outbox_depth = Gauge(
             "cultivai_outbox_depth", "Messages waiting to be published.", registry=r
         )
-        self.outbox_dropped = Counter(
+        self.outbox_dropped = Gauge(
             "cultivai_outbox_dropped",
-            "Unsent messages dropped to respect the disk quota.",
+            "Unsent messages dropped over the device's life to respect outbox_max_messages.",
+            registry=r,
+        )
+        self.messages_rejected = Counter(
+            "cultivai_messages_rejected",
+            "Messages the broker refused (e.g. not authorised).",
             registry=r,
         )
         self.broker_connected = Gauge(

@@ -10,6 +10,7 @@ process stops is still in the outbox and is sent again after the restart.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import random
@@ -222,7 +223,7 @@ class MqttLink:
                 "broker rejected a message; dropped",
                 extra={"outbox_id": outbox_id, "reason": str(reason)},
             )
-            self.metrics.outbox_dropped.inc()
+            self.metrics.messages_rejected.inc()
         if not self._acked:
             self._first_ack_at = time.monotonic()
         self._acked.append(outbox_id)
@@ -248,6 +249,21 @@ class MqttLink:
     # -- the thread ----------------------------------------------------------------
 
     def _run(self) -> None:
+        # A bug in one iteration must not end publishing for good: log it, drop the
+        # connection (paho keeps its queue) and carry on after a pause.
+        while not self._stop.is_set():
+            try:
+                self._loop()
+            except Exception:
+                log.exception("publisher error; reconnecting")
+                self._ready = False
+                self.metrics.broker_connected.set(0)
+                with contextlib.suppress(Exception):
+                    self.client.disconnect()
+                self._stop.wait(self.config.reconnect_max_s / 4)
+        self._shutdown()
+
+    def _loop(self) -> None:
         attempt = 0
         next_stats = time.monotonic() + self.config.stats_interval_s
         next_depth = 0.0
@@ -289,11 +305,11 @@ class MqttLink:
                 if time.monotonic() >= next_depth:
                     next_depth = time.monotonic() + DEPTH_EVERY_S
                     self.metrics.outbox_depth.set(self.outbox.depth())
+                    self.metrics.outbox_dropped.set(self.outbox.dropped())
                 self._send_direct()
                 if time.monotonic() >= next_stats:
                     next_stats = time.monotonic() + self.config.stats_interval_s
                     self.client.publish(topic(self.device.id, "stats"), self._stats(), qos=0)
-        self._shutdown()
 
     def _ensure_connected(self, attempt: int) -> bool:
         if self.client.is_connected() or self._socket_open():

@@ -220,3 +220,51 @@ def test_backoff_grows_exponentially_with_jitter_and_is_capped() -> None:
         ceiling = min(60.0, 2.0**attempt)
         assert ceiling / 2 <= d <= ceiling
     assert max(delays) <= 60.0
+
+
+def test_mqtt_3_1_1_works_when_chosen(
+    tmp_path: Path, broker: Any, recorder: Recorder, clock: FakeClock
+) -> None:
+    agent = Agent(mqtt_config(tmp_path, broker, protocol="3.1.1"), clock=clock).start()
+    agent.run(max_captures=2)
+    assert recorder.wait_for(lambda: seqs(recorder) == [1, 2])
+    assert any(s["state"] == "online" for s in recorder.json("/status"))
+    agent.close()
+
+
+def test_outbox_overflow_is_counted_in_stats_and_metrics(
+    tmp_path: Path, broker: Any, recorder: Recorder, clock: FakeClock
+) -> None:
+    broker.stop()
+    cfg = mqtt_config(tmp_path, broker, outbox_max_messages=100)
+    agent = Agent(cfg, clock=clock).start()
+    with agent.store.transaction() as tx:
+        for i in range(130):
+            tx.enqueue("cultivai/v1/test-cam/observation", f'{{"n": {i}}}')
+    stats = agent.stats_message()
+    assert stats.outbox_depth == 100 and stats.outbox_dropped == 30
+    broker.start()
+    assert recorder.wait_for(lambda: agent.metrics.outbox_dropped._value.get() == 30)
+    agent.close()
+
+
+def test_an_unexpected_error_in_the_publisher_does_not_stop_publishing(
+    tmp_path: Path, broker: Any, recorder: Recorder, clock: FakeClock
+) -> None:
+    agent = Agent(mqtt_config(tmp_path, broker), clock=clock).start()
+    assert agent.link is not None
+    outbox = agent.link.outbox
+    real_pending = outbox.pending
+    failures = []
+
+    def flaky_pending(after_id: int, limit: int) -> Any:
+        if not failures:
+            failures.append(after_id)
+            raise RuntimeError("simulated bug")
+        return real_pending(after_id, limit)
+
+    outbox.pending = flaky_pending  # type: ignore[method-assign]
+    agent.run(max_captures=3)
+    assert recorder.wait_for(lambda: seqs(recorder)[-3:] == [1, 2, 3] if seqs(recorder) else False)
+    assert failures
+    agent.close()
