@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 DATA   ?= ../shared/datasets/leaf-health
 PYTEST_ARGS ?=
 
-.PHONY: help demo test lint venv system-deps model bench dist clean
+.PHONY: help demo test lint venv system-deps model bench dist clean db-backup db-restore
 
 help:
 	@echo "make demo    run the agent on embedded defaults (synthetic camera, no broker)"
@@ -15,11 +15,12 @@ help:
 	@echo "make model DATA=...   retrain and export the plant-health model"
 	@echo "make bench   benchmarks (canopy vs PlantCV, capture pipeline, inference)"
 	@echo "make dist    build the wheel devices install"
+	@echo "make db-backup / db-restore BACKUP=...   the bridge database (pg_dump/pg_restore)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[edge,dev]'
+	$(BIN)/pip install --quiet -e '.[edge,bridge,dev]'
 	touch $@
 
 venv: $(STAMP)
@@ -65,10 +66,26 @@ bench: venv
 	$(BIN)/python bench/inference.py
 	$(BIN)/python bench/publish.py
 	$(BIN)/python bench/web.py
+	$(BIN)/python bench/bridge_ingest.py
 
 dist: venv
 	$(BIN)/pip install --quiet build
 	$(BIN)/python -m build --wheel --outdir dist
+
+# The cloud bridge's PostgreSQL database: a custom-format dump, restored in one
+# transaction. BRIDGE_DB is a libpq URL; the password comes from ~/.pgpass.
+BRIDGE_DB ?= postgresql://cultivai_bridge@localhost/cultivai
+BACKUP_STAMP := $(shell date -u +%Y%m%d-%H%M%S)
+BACKUP ?= backups/cultivai-$(BACKUP_STAMP).dump
+
+db-backup:
+	@mkdir -p $(dir $(BACKUP))
+	pg_dump --format=custom --no-owner --file="$(BACKUP)" "$(BRIDGE_DB)"
+
+db-restore:
+	@test -f "$(BACKUP)" || { echo "make db-restore BACKUP=path/to/file.dump"; exit 2; }
+	pg_restore --clean --if-exists --no-owner --exit-on-error --single-transaction \
+	  --dbname="$(BRIDGE_DB)" "$(BACKUP)"
 
 clean:
 	rm -rf $(VENV) .venv-train .venv-bench dist build .pytest_cache .mypy_cache .ruff_cache

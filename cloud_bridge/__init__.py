@@ -1,1 +1,1 @@
-"""CultivAI cloud bridge: MQTT to PostgreSQL for the whole fleet."""
+"""CultivAI cloud bridge: MQTT to PostgreSQL for the whole fleet, and its read API."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 import threading
 import time
@@ -22,7 +23,15 @@ from edge.gpio import Gpio
 from edge.metrics import AgentMetrics
 from edge.mqtt import MqttLink
 from edge.observe import Measured, Observer, load_model, thumbnail_jpeg
-from edge.protocol import CommandResult, Observation, SetScheduleCommand, Stats, Status, topic
+from edge.protocol import (
+    CommandResult,
+    Observation,
+    SetScheduleCommand,
+    Stats,
+    Status,
+    Thumbnail,
+    topic,
+)
 from edge.schedule import Schedule
 from edge.store import Store, StoredImage, Tx
 from edge.web.app import create_app
@@ -256,9 +265,20 @@ class Agent:
             tx.enqueue(topic(device_id, "observation"), obs.model_dump_json(), seq=obs.seq)
             if self.config.mqtt.thumbnails:
                 jpeg = thumbnail_jpeg(measured.rgb, self.config.mqtt.thumbnail_max_side)
-                tx.enqueue(
-                    topic(device_id, "thumbnail"), jpeg, seq=obs.seq, content_type="image/jpeg"
-                )
+                # Base64Bytes fields take base64 on input and hold the decoded bytes.
+                thumb = Thumbnail(device_id=device_id, seq=obs.seq, data=base64.b64encode(jpeg))
+                tx.enqueue(topic(device_id, "thumbnail"), thumb.model_dump_json(), seq=obs.seq)
+                if self.config.mqtt.homeassistant_discovery:
+                    # Home Assistant's image entity wants the bare JPEG; it is state,
+                    # not history, so the newest one is retained and older ones dropped.
+                    tx.enqueue(
+                        f"{topic(device_id, 'thumbnail')}/raw",
+                        jpeg,
+                        qos=0,
+                        retain=True,
+                        seq=obs.seq,
+                        content_type="image/jpeg",
+                    )
         for event in self.alerts.evaluate(obs):
             if event.action == "raise":
                 alert_id = tx.open_alert(alert_row(event, obs.captured_at, obs.seq))
@@ -387,6 +407,7 @@ class Agent:
             cpu_temp_c=cpu_temperature_c(),
             outbox_depth=store.outbox_depth,
             outbox_dropped=outbox.dropped(),
+            last_seq=store.last_seq or None,
             last_capture_at=self.stats.last_capture_at,
             captures_ok=self.stats.captures_ok,
             captures_failed=self.stats.captures_failed,

@@ -124,7 +124,7 @@ def discovery_messages(
             "name": "Canopy",
             "unique_id": f"cultivai_{node}_thumbnail",
             "object_id": f"cultivai_{node}_thumbnail",
-            "image_topic": topic(device_id, "thumbnail"),
+            "image_topic": f"{topic(device_id, 'thumbnail')}/raw",
             "content_type": "image/jpeg",
             "device": device,
             **availability,

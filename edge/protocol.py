@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import time
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, Base64Bytes, BaseModel, ConfigDict, Field, model_validator
 
 SCHEMA_VERSION = 1
 TOPIC_ROOT = "cultivai/v1"
@@ -103,6 +103,16 @@ class Observation(Message):
     model: ModelBlock = Field(default_factory=ModelBlock)
 
 
+class Thumbnail(Message):
+    """The small JPEG of one observation (opt-in); (device_id, seq) is its key."""
+
+    schema_version: Literal[1] = 1
+    device_id: str
+    seq: int = Field(ge=1, description="The observation this photo belongs to.")
+    content_type: Literal["image/jpeg"] = "image/jpeg"
+    data: Base64Bytes = Field(description="The JPEG file, base64-encoded.")
+
+
 class Alert(Message):
     """A debounced problem raised or cleared; (device_id, alert_id, state) is its key."""
 
@@ -143,6 +153,7 @@ class Stats(Message):
     cpu_temp_c: float | None = None
     outbox_depth: int
     outbox_dropped: int = 0
+    last_seq: int | None = Field(None, description="Newest seq stored on the device.")
     last_capture_at: AwareDatetime | None = None
     captures_ok: int = 0
     captures_failed: int = 0

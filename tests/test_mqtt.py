@@ -12,6 +12,7 @@ import pytest
 from edge.agent import Agent
 from edge.clock import FakeClock
 from edge.mqtt import backoff_delay
+from edge.protocol import Thumbnail
 from tests.conftest import make_config
 from tests.mqtt_client import Recorder, publish
 
@@ -204,10 +205,12 @@ def test_home_assistant_discovery_is_retained_and_reannounced(
     publish(broker.host, broker.port, "homeassistant/status", "online")
     assert recorder.wait_for(lambda: len(recorder.on("/config")) >= 2 * count)
     agent.run(max_captures=1)
-    assert recorder.wait_for(lambda: bool(recorder.on("/thumbnail")))
-    thumb = recorder.on("/thumbnail")[0]
-    assert thumb.payload[:3] == b"\xff\xd8\xff"
-    assert ("seq", "1") in thumb.properties.UserProperty
+    assert recorder.wait_for(lambda: bool(recorder.on("/thumbnail/raw")))
+    thumb = Thumbnail.model_validate_json(recorder.on("/thumbnail")[0].payload)
+    assert thumb.seq == 1 and thumb.data[:3] == b"\xff\xd8\xff"
+    raw = recorder.on("/thumbnail/raw")[0]
+    assert raw.payload == thumb.data  # Home Assistant gets the same JPEG, bare
+    assert ("seq", "1") in raw.properties.UserProperty
     agent.close()
 
 

@@ -1,0 +1,171 @@
+"""The fleet read API, health checks and metrics (Flask; served by waitress).
+
+Every route is GET-only and reads; the API never writes to the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.exceptions import HTTPException
+
+from cloud_bridge.database import is_transient
+from cloud_bridge.guard import RateLimiter, install_guard
+from cloud_bridge.queries import AlertState, FleetReader
+
+Check = Callable[[], str | None]
+"""A readiness check: None when fine, else what is wrong."""
+
+MAX_LIMIT = 1000
+STATES: tuple[AlertState, ...] = ("raised", "cleared", "open")
+
+
+class BadQuery(ValueError):
+    """A query parameter has a value the API cannot use."""
+
+
+def _datetime_arg(name: str) -> datetime | None:
+    raw = request.args.get(name)
+    if raw is None:
+        return None
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadQuery(f"{name}: expected an ISO 8601 time such as 2026-03-02T08:00:00Z") from None
+    if value.tzinfo is None:
+        raise BadQuery(f"{name}: give a time zone (Z or +01:00)")
+    return value
+
+
+def _int_arg(name: str, default: int | None, low: int, high: int) -> int | None:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadQuery(f"{name}: expected a whole number") from None
+    if not low <= value <= high:
+        raise BadQuery(f"{name}: must be between {low} and {high}")
+    return value
+
+
+def _bool_arg(name: str) -> bool | None:
+    raw = request.args.get(name)
+    if raw is None:
+        return None
+    if raw.lower() in ("true", "1", "yes"):
+        return True
+    if raw.lower() in ("false", "0", "no"):
+        return False
+    raise BadQuery(f"{name}: expected true or false")
+
+
+def _state_arg() -> AlertState | None:
+    raw = request.args.get("state")
+    if raw is None:
+        return None
+    for state in STATES:
+        if raw == state:
+            return state
+    raise BadQuery("state: expected raised, cleared or open")
+
+
+def create_app(
+    reader: FleetReader,
+    checks: Mapping[str, Check],
+    registry: CollectorRegistry,
+    token: str | None,
+    limiter: RateLimiter,
+) -> Flask:
+    """The Flask app; `checks` feed /readyz, `registry` feeds /metrics."""
+    app = Flask("cloud_bridge")
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    install_guard(app, token, limiter)
+
+    @app.errorhandler(BadQuery)
+    def _bad_query(exc: BadQuery) -> tuple[Response, int]:
+        return jsonify(error=str(exc)), 400
+
+    @app.errorhandler(SQLAlchemyError)
+    def _database_error(exc: SQLAlchemyError) -> tuple[Response, int]:
+        if is_transient(exc):
+            return jsonify(error="database unavailable; try again shortly"), 503
+        app.logger.error("query failed: %s", exc)
+        return jsonify(error="internal error"), 500
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> tuple[Response, int]:
+        return jsonify(error=exc.description or exc.name), exc.code or 500
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return jsonify(status="ok")
+
+    @app.get("/readyz")
+    def readyz() -> tuple[Response, int]:
+        problems = {name: check() for name, check in checks.items()}
+        body = {name: problem or "ok" for name, problem in problems.items()}
+        ready = not any(problems.values())
+        return jsonify(status="ready" if ready else "not ready", checks=body), (
+            200 if ready else 503
+        )
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+    @app.get("/api/v1/devices")
+    def devices() -> Response:
+        found = reader.devices(
+            request.args.get("site"), request.args.get("room"), _bool_arg("online")
+        )
+        return jsonify(devices=found)
+
+    @app.get("/api/v1/devices/<device_id>")
+    def device(device_id: str) -> tuple[Response, int]:
+        found = reader.device(device_id)
+        if found is None:
+            return jsonify(error=f"no device {device_id!r}"), 404
+        return jsonify(found), 200
+
+    @app.get("/api/v1/devices/<device_id>/observations")
+    def observations(device_id: str) -> tuple[Response, int]:
+        since = _datetime_arg("since")
+        after_seq = _int_arg("after_seq", None, 0, 2**63 - 1)
+        limit = _int_arg("limit", 100, 1, MAX_LIMIT)
+        assert limit is not None
+        if reader.device(device_id) is None:
+            return jsonify(error=f"no device {device_id!r}"), 404
+        items, next_after = reader.observations(device_id, since, after_seq, limit)
+        body: dict[str, Any] = {
+            "device_id": device_id,
+            "observations": items,
+            "next_after_seq": next_after,
+        }
+        return jsonify(body), 200
+
+    @app.get("/api/v1/alerts")
+    def alerts() -> Response:
+        limit = _int_arg("limit", 100, 1, MAX_LIMIT)
+        assert limit is not None
+        found = reader.alerts(
+            request.args.get("device_id"),
+            request.args.get("site"),
+            request.args.get("room"),
+            _state_arg(),
+            _datetime_arg("since"),
+            limit,
+        )
+        return jsonify(alerts=found)
+
+    @app.get("/api/v1/fleet/summary")
+    def fleet_summary() -> Response:
+        return jsonify(rooms=reader.fleet_summary())
+
+    return app

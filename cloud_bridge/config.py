@@ -1,0 +1,343 @@
+"""The bridge's configuration: one YAML file, one pydantic model per section.
+
+Loading a config reads the file and the environment and nothing else: no network,
+no files written, secrets (password and token files) are read later, at start.
+Environment variables override single fields, named
+``CULTIVAI_BRIDGE__<SECTION>__<FIELD>`` (for example ``CULTIVAI_BRIDGE__DATABASE__URL``);
+their values are read as YAML scalars.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from cloud_bridge.errors import ConfigError, SecretFileError
+
+ENV_PREFIX = "CULTIVAI_BRIDGE__"
+DEFAULT_CONFIG_PATH = Path("/etc/cultivai/bridge.yaml")
+DEFAULT_DATABASE_URL = "sqlite:////var/lib/cultivai-bridge/bridge.sqlite3"
+_TOPIC_LEVEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, values are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TlsConfig(Section):
+    """TLS for the broker connection."""
+
+    ca_file: Path = Field(description="CA certificate that signed the broker's certificate.")
+    cert_file: Path | None = Field(None, description="Client certificate, for mutual TLS.")
+    key_file: Path | None = Field(None, description="Private key of the client certificate.")
+
+    @model_validator(mode="after")
+    def _cert_and_key(self) -> TlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file must be set together")
+        return self
+
+
+class MqttConfig(Section):
+    """The broker the fleet publishes to, and how this bridge holds its session there."""
+
+    host: str = Field("localhost", min_length=1, description="Broker host name or address.")
+    port: int = Field(1883, ge=1, le=65535, description="Broker port (8883 is usual with TLS).")
+    tls: TlsConfig | None = Field(None, description="TLS settings; null: plain TCP.")
+    username: str | None = Field(None, description="Broker user name of this bridge.")
+    password_file: Path | None = Field(
+        None, description="File holding the broker password (never the password itself)."
+    )
+    client_id: str = Field(
+        "cultivai-bridge-1",
+        description="Fixed MQTT client id; the broker keeps this bridge's session under it, "
+        "so it must be unique per bridge process and stay the same across restarts.",
+    )
+    group: str = Field(
+        "cultivai-bridge",
+        description="Shared-subscription group; bridge processes in one group share the load.",
+    )
+    keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive in seconds.")
+    session_expiry_s: int = Field(
+        7 * 86400,
+        ge=0,
+        le=4_294_967_294,
+        description="How long the broker keeps this bridge's session (and queues its "
+        "messages) while the bridge is away; 0 only to retire a bridge from its group.",
+    )
+    receive_maximum: int = Field(
+        2000,
+        ge=1,
+        le=65535,
+        description="Unacknowledged messages the broker may have in flight to this bridge.",
+    )
+    reconnect_max_s: float = Field(
+        30.0, gt=0, le=600, description="Longest wait between reconnection attempts."
+    )
+
+    @field_validator("client_id", "group")
+    @classmethod
+    def _topic_safe(cls, value: str) -> str:
+        if not _TOPIC_LEVEL.fullmatch(value):
+            raise ValueError(
+                "must be 1-64 letters, digits, '-', '_' or '.', starting with a letter or digit"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _password_needs_user(self) -> MqttConfig:
+        if self.password_file is not None and self.username is None:
+            raise ValueError("password_file is set but username is not")
+        return self
+
+
+class DatabaseConfig(Section):
+    """Where the fleet's history is kept."""
+
+    url: str = Field(
+        DEFAULT_DATABASE_URL,
+        description="SQLAlchemy URL: postgresql+psycopg://user@host/db (production) or "
+        "sqlite:////path/file.sqlite3 (embedded); no password in it, use password_file.",
+    )
+    password_file: Path | None = Field(
+        None, description="File holding the database password (never the password itself)."
+    )
+    pool_size: int = Field(5, ge=1, le=100, description="Database connections kept open.")
+    connect_timeout_s: int = Field(
+        5, ge=1, le=120, description="Seconds to wait for a database connection."
+    )
+    retry_max_s: float = Field(
+        30.0,
+        gt=0,
+        le=600,
+        description="Longest back-off between attempts while the database is down.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _supported_url(cls, value: str) -> str:
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError(
+                "is not a database URL such as postgresql+psycopg://bridge@db/cultivai"
+            ) from None
+        if url.get_backend_name() not in ("postgresql", "sqlite"):
+            raise ValueError("must be a postgresql or sqlite URL")
+        if url.get_backend_name() == "postgresql" and url.drivername not in (
+            "postgresql",
+            "postgresql+psycopg",
+        ):
+            raise ValueError("PostgreSQL URLs must use the psycopg driver: postgresql+psycopg://")
+        if url.password:
+            raise ValueError("must not contain a password; put it in database.password_file")
+        return value
+
+
+class HttpConfig(Section):
+    """The read API, health checks and metrics."""
+
+    enabled: bool = Field(True, description="Serve /healthz, /readyz, /metrics and the read API.")
+    host: str = Field("127.0.0.1", description="Address to listen on.")
+    port: int = Field(8090, ge=1, le=65535, description="Port to listen on.")
+    token_file: Path | None = Field(
+        None,
+        description="File holding the bearer token for /api and /metrics; null: those "
+        "endpoints are refused.",
+    )
+    rate_limit_per_minute: int = Field(
+        120, ge=1, le=100_000, description="Requests per minute per client address."
+    )
+    threads: int = Field(4, ge=1, le=64, description="Worker threads serving requests.")
+
+
+class BatchingConfig(Section):
+    """How received messages are grouped into one database transaction."""
+
+    max_messages: int = Field(500, ge=1, le=20_000, description="Messages per batch at most.")
+    max_seconds: float = Field(
+        0.5, gt=0, le=60, description="Seconds a message may wait for its batch to fill."
+    )
+    max_payload_bytes: int = Field(
+        262_144,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        description="Larger payloads are dead-lettered (their first bytes kept).",
+    )
+
+
+class GapsConfig(Section):
+    """Finding holes in a device's seq and asking the device to resend them."""
+
+    enabled: bool = Field(True, description="Look for holes and send resend commands.")
+    grace_s: float = Field(
+        60.0,
+        gt=0,
+        le=86400,
+        description="A seq is a hole once a later seq of the same device has been stored "
+        "for this long without it.",
+    )
+    scan_interval_s: float = Field(
+        15.0, gt=0, le=3600, description="Seconds between scans for holes."
+    )
+    resend_interval_s: float = Field(
+        300.0,
+        gt=0,
+        le=86400,
+        description="Least time between two resend requests to one device (across bridges).",
+    )
+    give_up_after_s: float = Field(
+        86400.0,
+        gt=0,
+        description="Holes whose later seq arrived longer ago than this are no longer asked for.",
+    )
+    max_requests_per_minute: int = Field(
+        60, ge=1, le=100_000, description="Resend commands this bridge sends per minute at most."
+    )
+
+    @model_validator(mode="after")
+    def _window(self) -> GapsConfig:
+        if self.give_up_after_s <= self.grace_s:
+            raise ValueError("give_up_after_s must be longer than grace_s")
+        return self
+
+
+class ThumbnailsConfig(Section):
+    """Opt-in storage of the small JPEG devices may publish with an observation."""
+
+    enabled: bool = Field(False, description="Subscribe to thumbnails and store them.")
+    max_bytes: int = Field(
+        65_536, ge=1024, le=4 * 1024 * 1024, description="Larger thumbnails are dead-lettered."
+    )
+
+
+class LoggingConfig(Section):
+    """Log output."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+    format: Literal["json", "text"] = Field(
+        "json", description="One JSON object per line, or text."
+    )
+
+
+class BridgeConfig(Section):
+    """The whole bridge configuration."""
+
+    mqtt: MqttConfig = Field(
+        default_factory=MqttConfig, description="Broker connection and this bridge's session."
+    )
+    database: DatabaseConfig = Field(
+        default_factory=DatabaseConfig, description="The fleet database."
+    )
+    http: HttpConfig = Field(
+        default_factory=HttpConfig, description="Read API, health checks and metrics."
+    )
+    batching: BatchingConfig = Field(default_factory=BatchingConfig, description="Batching limits.")
+    gaps: GapsConfig = Field(
+        default_factory=GapsConfig, description="Finding and backfilling holes in device seqs."
+    )
+    thumbnails: ThumbnailsConfig = Field(
+        default_factory=ThumbnailsConfig, description="Thumbnail storage (opt-in)."
+    )
+    logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logging.")
+
+    @model_validator(mode="after")
+    def _inflight_covers_a_batch(self) -> BridgeConfig:
+        if self.mqtt.receive_maximum < self.batching.max_messages:
+            raise ValueError(
+                f"mqtt.receive_maximum ({self.mqtt.receive_maximum}) must be at least "
+                f"batching.max_messages ({self.batching.max_messages}): the broker stops "
+                "sending once that many messages wait for their acknowledgement"
+            )
+        return self
+
+
+def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    merged = dict(data)
+    for key, raw in env.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        path = [p.lower() for p in key[len(ENV_PREFIX) :].split("__") if p]
+        if not path:
+            continue
+        node = merged
+        for part in path[:-1]:
+            child = node.get(part)
+            node[part] = dict(child) if isinstance(child, dict) else {}
+            node = node[part]
+        try:
+            node[path[-1]] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            node[path[-1]] = raw
+    return merged
+
+
+def describe_errors(exc: ValidationError) -> list[str]:
+    """One line per problem: field path, what is wrong and the value that was given."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        message = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "missing":
+            lines.append(f"{where}: required setting is missing")
+        elif err["type"] == "extra_forbidden":
+            lines.append(f"{where}: unknown setting (check spelling and section)")
+        elif where == "(top level)" or err["type"] == "model_type":
+            lines.append(f"{where}: {message}")
+        else:
+            lines.append(f"{where}: {message}; got {err['input']!r}")
+    return lines
+
+
+def config_from_data(
+    data: object, env: Mapping[str, str] | None = None, source: str = "config"
+) -> BridgeConfig:
+    """Validate already-parsed YAML data (plus environment overrides)."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"(top level): expected a mapping of sections, got {data!r}"], source)
+    merged = _apply_env(data, os.environ if env is None else env)
+    try:
+        return BridgeConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(describe_errors(exc), source) from None
+
+
+def load_config(path: Path, env: Mapping[str, str] | None = None) -> BridgeConfig:
+    """Read and validate a YAML config file; raises ConfigError listing every problem."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(["file does not exist"], str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"cannot be read: {exc}"], str(path)) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([f"{where}: invalid YAML: {problem}"], str(path)) from None
+    return config_from_data(data, env, str(path))
+
+
+def read_secret(path: Path, what: str) -> str:
+    """The first line of a secret file, stripped; raises SecretFileError naming `what`."""
+    try:
+        value = path.read_text(encoding="utf-8").strip().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SecretFileError(f"{what} file {path} cannot be read: {exc}") from None
+    if not value or not value[0].strip():
+        raise SecretFileError(f"{what} file {path} is empty")
+    return value[0].strip()

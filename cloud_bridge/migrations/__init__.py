@@ -1,0 +1,1 @@
+"""Alembic migrations of the fleet database, shipped inside the package."""

@@ -1,0 +1,1 @@
+"""Tests of the cloud bridge against a real Mosquitto and a real PostgreSQL."""
