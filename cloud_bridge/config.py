@@ -9,18 +9,17 @@ their values are read as YAML scalars.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from cloud_bridge.errors import ConfigError, SecretFileError
+from edge import yaml_config
 
 ENV_PREFIX = "CULTIVAI_BRIDGE__"
 DEFAULT_CONFIG_PATH = Path("/etc/cultivai/bridge.yaml")
@@ -262,74 +261,23 @@ class BridgeConfig(Section):
         return self
 
 
-def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
-    merged = dict(data)
-    for key, raw in env.items():
-        if not key.startswith(ENV_PREFIX):
-            continue
-        path = [p.lower() for p in key[len(ENV_PREFIX) :].split("__") if p]
-        if not path:
-            continue
-        node = merged
-        for part in path[:-1]:
-            child = node.get(part)
-            node[part] = dict(child) if isinstance(child, dict) else {}
-            node = node[part]
-        try:
-            node[path[-1]] = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            node[path[-1]] = raw
-    return merged
-
-
 def describe_errors(exc: ValidationError) -> list[str]:
     """One line per problem: field path, what is wrong and the value that was given."""
-    lines = []
-    for err in exc.errors(include_url=False):
-        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        message = str(err["msg"]).removeprefix("Value error, ")
-        if err["type"] == "missing":
-            lines.append(f"{where}: required setting is missing")
-        elif err["type"] == "extra_forbidden":
-            lines.append(f"{where}: unknown setting (check spelling and section)")
-        elif where == "(top level)" or err["type"] == "model_type":
-            lines.append(f"{where}: {message}")
-        else:
-            lines.append(f"{where}: {message}; got {err['input']!r}")
-    return lines
+    return yaml_config.describe_errors(exc)
 
 
 def config_from_data(
     data: object, env: Mapping[str, str] | None = None, source: str = "config"
 ) -> BridgeConfig:
     """Validate already-parsed YAML data (plus environment overrides)."""
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError([f"(top level): expected a mapping of sections, got {data!r}"], source)
-    merged = _apply_env(data, os.environ if env is None else env)
-    try:
-        return BridgeConfig.model_validate(merged)
-    except ValidationError as exc:
-        raise ConfigError(describe_errors(exc), source) from None
+    return yaml_config.validate(
+        BridgeConfig, data, env=env, prefix=ENV_PREFIX, source=source, error=ConfigError
+    )
 
 
 def load_config(path: Path, env: Mapping[str, str] | None = None) -> BridgeConfig:
     """Read and validate a YAML config file; raises ConfigError listing every problem."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(["file does not exist"], str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"cannot be read: {exc}"], str(path)) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([f"{where}: invalid YAML: {problem}"], str(path)) from None
-    return config_from_data(data, env, str(path))
+    return config_from_data(yaml_config.read_yaml(path, ConfigError), env, str(path))
 
 
 def read_secret(path: Path, what: str) -> str:

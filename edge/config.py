@@ -8,17 +8,16 @@ their values are read as YAML scalars.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from datetime import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from edge import yaml_config
 from edge.camera import CameraConfig
 from edge.camera.synthetic import SyntheticCameraSettings
 from edge.errors import ConfigError
@@ -26,6 +25,7 @@ from edge.web.settings import WebConfig
 
 ENV_PREFIX = "CULTIVAI_EDGE__"
 DEFAULT_CONFIG_PATH = Path("/etc/cultivai/edge.yaml")
+CAMERA_BACKENDS = frozenset({"synthetic", "replay", "opencv", "picamera2"})
 _DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -279,95 +279,34 @@ class EdgeConfig(Section):
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logging.")
 
 
-def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
-    merged = dict(data)
-    for key, raw in env.items():
-        if not key.startswith(ENV_PREFIX):
-            continue
-        path = [p.lower() for p in key[len(ENV_PREFIX) :].split("__") if p]
-        if not path:
-            continue
-        node = merged
-        for part in path[:-1]:
-            child = node.get(part)
-            node[part] = dict(child) if isinstance(child, dict) else {}
-            node = node[part]
-        try:
-            node[path[-1]] = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            node[path[-1]] = raw
-    return merged
-
-
-def _format_location(loc: tuple[int | str, ...]) -> str:
+def _camera_aware(loc: tuple[int | str, ...]) -> str:
     parts = [str(p) for p in loc]
     # A discriminated union adds the chosen tag to the path: camera.replay.folder.
-    if (
-        len(parts) > 1
-        and parts[0] == "camera"
-        and parts[1]
-        in {
-            "synthetic",
-            "replay",
-            "opencv",
-            "picamera2",
-        }
-    ):
+    if len(parts) > 1 and parts[0] == "camera" and parts[1] in CAMERA_BACKENDS:
         del parts[1]
     return ".".join(parts) or "(top level)"
 
 
 def describe_errors(exc: ValidationError) -> list[str]:
     """One line per problem: field path, what is wrong and the value that was given."""
-    lines = []
-    for err in exc.errors(include_url=False):
-        where = _format_location(err["loc"])
-        kind = err["type"]
-        message = str(err["msg"]).removeprefix("Value error, ")
-        if kind == "missing":
-            lines.append(f"{where}: required setting is missing")
-        elif kind == "extra_forbidden":
-            lines.append(f"{where}: unknown setting (check spelling and section)")
-        elif kind == "union_tag_invalid":
-            lines.append(f"{where}: {message}")
-        elif kind == "union_tag_not_found":
-            lines.append(
-                f"{where}.backend: required setting is missing "
-                "(synthetic, replay, opencv or picamera2)"
-            )
-        else:
-            lines.append(f"{where}: {message}; got {err['input']!r}")
-    return lines
+    return yaml_config.describe_errors(exc, _camera_aware)
 
 
 def config_from_data(
     data: object, env: Mapping[str, str] | None = None, source: str = "config"
 ) -> EdgeConfig:
     """Validate already-parsed YAML data (plus environment overrides)."""
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError([f"(top level): expected a mapping of sections, got {data!r}"], source)
-    merged = _apply_env(data, os.environ if env is None else env)
-    try:
-        return EdgeConfig.model_validate(merged)
-    except ValidationError as exc:
-        raise ConfigError(describe_errors(exc), source) from None
+    return yaml_config.validate(
+        EdgeConfig,
+        data,
+        env=env,
+        prefix=ENV_PREFIX,
+        source=source,
+        error=ConfigError,
+        location=_camera_aware,
+    )
 
 
 def load_config(path: Path, env: Mapping[str, str] | None = None) -> EdgeConfig:
     """Read and validate a YAML config file; raises ConfigError listing every problem."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(["file does not exist"], str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"cannot be read: {exc}"], str(path)) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([f"{where}: invalid YAML: {problem}"], str(path)) from None
-    return config_from_data(data, env, str(path))
+    return config_from_data(yaml_config.read_yaml(path, ConfigError), env, str(path))

@@ -87,6 +87,7 @@ class MqttLink:
         self._first_ack_at = 0.0
         self._last_handed = 0
         self._ready = False
+        self.listening = threading.Event()  # set once the command subscription is granted
         self._rng = random.Random()
         self.local_ip: str | None = None
         self.connects = 0
@@ -156,6 +157,7 @@ class MqttLink:
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         return client
 
     def _connect(self) -> None:
@@ -202,12 +204,21 @@ class MqttLink:
             },
         )
 
+    def _on_subscribe(
+        self, client: paho.Client, userdata: Any, mid: int, reasons: Any, properties: Any
+    ) -> None:
+        if not any(r.is_failure for r in reasons):
+            self.listening.set()
+        else:
+            log.error("broker refused the command subscription", extra={"reasons": str(reasons)})
+
     def _on_disconnect(
         self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any
     ) -> None:
         if self._ready:
             log.warning("disconnected from broker", extra={"reason": str(reason)})
         self._ready = False
+        self.listening.clear()
         self.metrics.broker_connected.set(0)
 
     def _on_publish(

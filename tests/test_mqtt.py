@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,21 @@ def mqtt_config(tmp_path: Path, broker: Any, **mqtt: Any) -> Any:
 
 
 @pytest.fixture
+def start_agent(clock: FakeClock) -> Iterator[Callable[[Any], Agent]]:
+    """Starts agents on the fake clock and closes them even when a test fails."""
+    started: list[Agent] = []
+
+    def start(cfg: Any) -> Agent:
+        agent = Agent(cfg, clock=clock).start()
+        started.append(agent)
+        return agent
+
+    yield start
+    for agent in started:
+        agent.close()
+
+
+@pytest.fixture
 def recorder(broker: Any) -> Iterator[Recorder]:
     rec = Recorder(broker.host, broker.port, [f"cultivai/v1/{DEVICE}/#", "homeassistant/#"])
     yield rec
@@ -46,9 +61,9 @@ def seqs(rec: Recorder) -> list[int]:
 
 
 def test_observations_arrive_in_seq_order(
-    tmp_path: Path, broker: Any, recorder: Recorder, clock: FakeClock
+    tmp_path: Path, broker: Any, recorder: Recorder, start_agent: Callable[[Any], Agent]
 ) -> None:
-    agent = Agent(mqtt_config(tmp_path, broker), clock=clock).start()
+    agent = start_agent(mqtt_config(tmp_path, broker))
     agent.run(max_captures=10)
     assert recorder.wait_for(lambda: len(seqs(recorder)) >= 10)
     assert seqs(recorder) == list(range(1, 11))
@@ -57,9 +72,9 @@ def test_observations_arrive_in_seq_order(
 
 
 def test_broker_outage_loses_nothing_and_keeps_order(
-    tmp_path: Path, broker: Any, recorder: Recorder, clock: FakeClock
+    tmp_path: Path, broker: Any, recorder: Recorder, start_agent: Callable[[Any], Agent]
 ) -> None:
-    agent = Agent(mqtt_config(tmp_path, broker), clock=clock).start()
+    agent = start_agent(mqtt_config(tmp_path, broker))
     agent.run(max_captures=5)
     assert recorder.wait_for(lambda: len(seqs(recorder)) >= 5)
     broker.stop()
@@ -76,9 +91,9 @@ def test_broker_outage_loses_nothing_and_keeps_order(
 
 
 def test_status_is_retained_online_then_offline_on_clean_stop(
-    tmp_path: Path, broker: Any, recorder: Recorder, clock: FakeClock
+    tmp_path: Path, broker: Any, recorder: Recorder, start_agent: Callable[[Any], Agent]
 ) -> None:
-    agent = Agent(mqtt_config(tmp_path, broker), clock=clock).start()
+    agent = start_agent(mqtt_config(tmp_path, broker))
     assert recorder.wait_for(lambda: any(s["state"] == "online" for s in recorder.json("/status")))
     online = next(s for s in recorder.json("/status") if s["state"] == "online")
     assert online["firmware"] and online["ip"] == "127.0.0.1"
@@ -92,9 +107,9 @@ def test_status_is_retained_online_then_offline_on_clean_stop(
 
 
 def test_stats_are_published_periodically(
-    tmp_path: Path, broker: Any, recorder: Recorder, clock: FakeClock
+    tmp_path: Path, broker: Any, recorder: Recorder, start_agent: Callable[[Any], Agent]
 ) -> None:
-    agent = Agent(mqtt_config(tmp_path, broker, stats_interval_s=5), clock=clock).start()
+    agent = start_agent(mqtt_config(tmp_path, broker, stats_interval_s=5))
     agent.run(max_captures=1)
     assert recorder.wait_for(lambda: bool(recorder.json("/stats")), timeout=20)
     stats = recorder.json("/stats")[0]
@@ -112,10 +127,10 @@ def command(broker: Any, recorder: Recorder, name: str, payload: str | bytes) ->
 
 @pytest.fixture
 def live_agent(
-    tmp_path: Path, broker: Any, recorder: Recorder, clock: FakeClock
+    tmp_path: Path, broker: Any, recorder: Recorder, start_agent: Callable[[Any], Agent]
 ) -> Iterator[Agent]:
-    agent = Agent(mqtt_config(tmp_path, broker), clock=clock).start()
-    assert recorder.wait_for(lambda: agent.link is not None and agent.link.connected)
+    agent = start_agent(mqtt_config(tmp_path, broker))
+    assert agent.link is not None and agent.link.listening.wait(20)
     yield agent
     agent.close()
 
@@ -182,10 +197,10 @@ HA_REQUIRED = {
 
 
 def test_home_assistant_discovery_is_retained_and_reannounced(
-    tmp_path: Path, broker: Any, recorder: Recorder, clock: FakeClock
+    tmp_path: Path, broker: Any, recorder: Recorder, start_agent: Callable[[Any], Agent]
 ) -> None:
     cfg = mqtt_config(tmp_path, broker, homeassistant_discovery=True, thumbnails=True)
-    agent = Agent(cfg, clock=clock).start()
+    agent = start_agent(cfg)
     assert recorder.wait_for(lambda: len(recorder.on("/config")) >= 7)
     configs = {m.topic: json.loads(m.payload) for m in recorder.on("/config")}
     late = Recorder(broker.host, broker.port, ["homeassistant/#"], client_id="ha-late")
@@ -226,9 +241,9 @@ def test_backoff_grows_exponentially_with_jitter_and_is_capped() -> None:
 
 
 def test_mqtt_3_1_1_works_when_chosen(
-    tmp_path: Path, broker: Any, recorder: Recorder, clock: FakeClock
+    tmp_path: Path, broker: Any, recorder: Recorder, start_agent: Callable[[Any], Agent]
 ) -> None:
-    agent = Agent(mqtt_config(tmp_path, broker, protocol="3.1.1"), clock=clock).start()
+    agent = start_agent(mqtt_config(tmp_path, broker, protocol="3.1.1"))
     agent.run(max_captures=2)
     assert recorder.wait_for(lambda: seqs(recorder) == [1, 2])
     assert any(s["state"] == "online" for s in recorder.json("/status"))
@@ -236,11 +251,11 @@ def test_mqtt_3_1_1_works_when_chosen(
 
 
 def test_outbox_overflow_is_counted_in_stats_and_metrics(
-    tmp_path: Path, broker: Any, recorder: Recorder, clock: FakeClock
+    tmp_path: Path, broker: Any, recorder: Recorder, start_agent: Callable[[Any], Agent]
 ) -> None:
     broker.stop()
     cfg = mqtt_config(tmp_path, broker, outbox_max_messages=100)
-    agent = Agent(cfg, clock=clock).start()
+    agent = start_agent(cfg)
     with agent.store.transaction() as tx:
         for i in range(130):
             tx.enqueue("cultivai/v1/test-cam/observation", f'{{"n": {i}}}')
@@ -252,9 +267,9 @@ def test_outbox_overflow_is_counted_in_stats_and_metrics(
 
 
 def test_an_unexpected_error_in_the_publisher_does_not_stop_publishing(
-    tmp_path: Path, broker: Any, recorder: Recorder, clock: FakeClock
+    tmp_path: Path, broker: Any, recorder: Recorder, start_agent: Callable[[Any], Agent]
 ) -> None:
-    agent = Agent(mqtt_config(tmp_path, broker), clock=clock).start()
+    agent = start_agent(mqtt_config(tmp_path, broker))
     assert agent.link is not None
     outbox = agent.link.outbox
     real_pending = outbox.pending

@@ -1,0 +1,103 @@
+"""The shipped model reaches its recorded scores on the recorded test split."""
+
+from __future__ import annotations
+
+import csv
+import functools
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.inference import load_classifier
+from edge.inference.preprocess import load_rgb
+
+pytest.importorskip("ai_edge_litert", reason="LiteRT (ai-edge-litert) is not installed")
+pytestmark = pytest.mark.slow
+
+MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "plant_health"
+TOLERANCE = 0.01
+
+
+@pytest.fixture(scope="module")
+def manifest() -> dict:
+    return json.loads((MODEL_DIR / "manifest.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def test_rows() -> list[dict[str, str]]:
+    with (MODEL_DIR / "split.csv").open(newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["split"] == "test"]
+    assert rows, "split.csv has no test rows"
+    return rows
+
+
+@functools.cache
+def _predict(dataset: Path) -> dict[str, np.ndarray]:
+    with (MODEL_DIR / "split.csv").open(newline="") as fh:
+        files = [r["file"] for r in csv.DictReader(fh) if r["split"] == "test"]
+    images = [load_rgb(str(dataset / f)) for f in files]
+    out = {}
+    for variant in ("int8", "float"):
+        clf = load_classifier(MODEL_DIR, delegate="cpu", threads=2, variant=variant)
+        out[variant] = np.array([int(np.argmax(clf.scores_array(img))) for img in images])
+    return out
+
+
+@pytest.fixture
+def predictions(leaf_dataset: Path) -> dict[str, np.ndarray]:
+    """Top-1 class indices of the int8 and float models on the test split (computed once)."""
+    return _predict(leaf_dataset)
+
+
+def _scores(truth: np.ndarray, pred: np.ndarray, n: int) -> tuple[dict[int, tuple], float, float]:
+    per_class = {}
+    for c in range(n):
+        tp = int(np.sum((pred == c) & (truth == c)))
+        predicted, support = int(np.sum(pred == c)), int(np.sum(truth == c))
+        p = tp / predicted if predicted else 0.0
+        r = tp / support if support else 0.0
+        per_class[c] = (p, r, 2 * p * r / (p + r) if p + r else 0.0, support)
+    macro = float(np.mean([v[2] for v in per_class.values() if v[3]]))
+    return per_class, macro, float(np.mean(truth == pred))
+
+
+def test_split_is_grouped(leaf_dataset: Path) -> None:
+    with (MODEL_DIR / "split.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    splits_of_group: dict[str, set[str]] = {}
+    for r in rows:
+        splits_of_group.setdefault(r["photo_group"], set()).add(r["split"])
+    assert all(len(s) == 1 for s in splits_of_group.values()), "a photo group straddles splits"
+    assert all((leaf_dataset / r["file"]).is_file() for r in rows)
+
+
+@pytest.mark.parametrize("variant", ["int8", "float"])
+def test_recorded_scores_are_reached(
+    variant: str,
+    manifest: dict,
+    test_rows: list[dict[str, str]],
+    predictions: dict[str, np.ndarray],
+) -> None:
+    labels = manifest["labels"]
+    recorded = manifest["metrics"]["test"][variant]
+    truth = np.array([labels.index(r["class"]) for r in test_rows])
+    per_class, macro, accuracy = _scores(truth, predictions[variant], len(labels))
+    assert recorded["images"] == len(test_rows)
+    for c, label in enumerate(labels):
+        p, r, f1, support = per_class[c]
+        want = recorded["per_class"][label]
+        assert want["support"] == support, label
+        for name, got in (("precision", p), ("recall", r), ("f1", f1)):
+            assert got == pytest.approx(want[name], abs=TOLERANCE), f"{variant} {label} {name}"
+    assert macro == pytest.approx(recorded["macro_f1"], abs=TOLERANCE)
+    assert macro >= recorded["macro_f1"] - TOLERANCE
+    assert accuracy == pytest.approx(recorded["accuracy"], abs=TOLERANCE)
+
+
+def test_int8_agrees_with_float(manifest: dict, predictions: dict[str, np.ndarray]) -> None:
+    agreement = float(np.mean(predictions["int8"] == predictions["float"]))
+    assert agreement >= 0.95
+    recorded = manifest["metrics"]["test"]["int8_float_top1_agreement"]
+    assert agreement == pytest.approx(recorded, abs=TOLERANCE)
