@@ -33,7 +33,6 @@ from sqlalchemy.orm import Session
 from edge.agent import Agent
 from edge.clock import FakeClock
 from edge.config import config_from_data
-from edge.device_info import cpu_temperature_c
 from edge.protocol import Observation
 from edge.tables import Counter, ObservationRow
 from edge.web.app import create_app
@@ -58,23 +57,7 @@ class AgentView:
 
     def status(self) -> DeviceStatus:
         """The agent's state."""
-        a, s, m = self.agent, self.agent.stats, self.agent.observer.model
-        return DeviceStatus(
-            device_id=a.config.device.id,
-            started_at=s.started_at,
-            cpu_temp_c=cpu_temperature_c(),
-            broker_connected=None,
-            model_name=m.name,
-            model_version=m.version,
-            model_backend=m.backend,
-            model_error=m.error,
-            camera_open=s.camera_open,
-            last_capture_at=s.last_capture_at,
-            last_error=s.last_error,
-            captures_ok=s.captures_ok,
-            captures_failed=s.captures_failed,
-            skipped_dark=s.skipped_dark,
-        )
+        return self.agent.status()
 
     def request_capture(self) -> None:
         """Not used by the benchmark."""

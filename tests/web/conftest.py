@@ -17,7 +17,6 @@ from flask.testing import FlaskClient
 
 from edge.agent import Agent
 from edge.clock import FakeClock
-from edge.device_info import cpu_temperature_c
 from edge.web.app import create_app
 from edge.web.device import DeviceStatus
 from edge.web.password import hash_password
@@ -58,26 +57,7 @@ class AgentDevice:
 
     def status(self) -> DeviceStatus:
         """The agent's state, as the web page reads it."""
-        a, s, m = self.agent, self.agent.stats, self.agent.observer.model
-        return DeviceStatus(
-            device_id=a.config.device.id,
-            site=a.config.device.site,
-            room=a.config.device.room,
-            firmware="0.0.0+test",
-            started_at=s.started_at,
-            cpu_temp_c=cpu_temperature_c(),
-            broker_connected=None,
-            model_name=m.name,
-            model_version=m.version,
-            model_backend=m.backend,
-            model_error=m.error,
-            camera_open=s.camera_open,
-            last_capture_at=s.last_capture_at,
-            last_error=s.last_error,
-            captures_ok=s.captures_ok,
-            captures_failed=s.captures_failed,
-            skipped_dark=s.skipped_dark,
-        )
+        return self.agent.status()
 
     def request_capture(self) -> None:
         """Move time to the next slot and wake the agent's loop."""
