@@ -6,7 +6,8 @@ STAMP  := $(VENV)/.installed
 DATA   ?= ../shared/datasets/leaf-health
 PYTEST_ARGS ?=
 
-.PHONY: help demo test lint venv system-deps model bench dist clean db-backup db-restore
+.PHONY: help demo test lint venv system-deps model bench dist clean db-backup db-restore \
+	fleet-venv fleet-lint fleet-test
 
 help:
 	@echo "make demo    run the agent on embedded defaults (synthetic camera, no broker)"
@@ -16,6 +17,7 @@ help:
 	@echo "make bench   benchmarks (canopy vs PlantCV, capture pipeline, inference)"
 	@echo "make dist    build the wheel devices install"
 	@echo "make db-backup / db-restore BACKUP=...   the bridge database (pg_dump/pg_restore)"
+	@echo "make fleet-lint / fleet-test   ansible-lint and the playbooks run against localhost"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +35,8 @@ system-deps:
 	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
 	ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v logrotate >/dev/null 2>&1 || [ -x /usr/sbin/logrotate ] || missing="$$missing logrotate"; \
+	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
@@ -43,8 +47,28 @@ system-deps:
 demo: venv
 	$(BIN)/cultivai-edge run --demo
 
-test: venv system-deps
+test: venv system-deps fleet-venv
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Ansible lives in a venv of its own; tests/fleet run the playbooks against localhost.
+FLEET_VENV  := .venv-fleet
+FLEET_STAMP := $(FLEET_VENV)/.installed
+
+$(FLEET_STAMP): ansible/requirements.txt
+	$(PYTHON) -m venv $(FLEET_VENV)
+	$(FLEET_VENV)/bin/pip install --quiet --upgrade pip
+	$(FLEET_VENV)/bin/pip install --quiet -r ansible/requirements.txt
+	touch $@
+
+fleet-venv: $(FLEET_STAMP)
+
+fleet-lint: fleet-venv
+	cd ansible && PATH="$(CURDIR)/$(FLEET_VENV)/bin:$$PATH" ansible-lint --profile production --offline
+	cd ansible && for p in site.yml provision.yml update.yml model-rollout.yml rollback.yml; do \
+	  PATH="$(CURDIR)/$(FLEET_VENV)/bin:$$PATH" ansible-playbook --syntax-check $$p || exit 1; done
+
+fleet-test: venv system-deps fleet-venv
+	$(BIN)/pytest tests/fleet $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .
@@ -88,4 +112,5 @@ db-restore:
 	  --dbname="$(BRIDGE_DB)" "$(BACKUP)"
 
 clean:
-	rm -rf $(VENV) .venv-train .venv-bench dist build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-train .venv-bench $(FLEET_VENV) dist build .pytest_cache .mypy_cache \
+	  .ruff_cache
