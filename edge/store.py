@@ -16,6 +16,7 @@ import logging
 import os
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 DB_NAME = "edge.sqlite3"
 IMAGE_DIR = "images"
 TMP_PREFIX = ".tmp-"
+ORPHAN_AGE_S = 600
 RESERVE_NAME = ".disk-reserve"
 RESERVE_BYTES = 256 * 1024
 
@@ -473,11 +475,18 @@ class Store:
                 for p in row
                 if p
             }
+        # Another process on the same folder (a running agent, while `selftest` or
+        # `capture` opens the store) may be between writing a photo and committing its
+        # row: only files untouched for a while are orphans.
+        settled = time.time() - ORPHAN_AGE_S
         removed = 0
         for path in self.image_root.rglob("*"):
-            if path.is_file() and path.relative_to(self.root).as_posix() not in referenced:
-                path.unlink()
-                removed += 1
+            if not path.is_file() or path.relative_to(self.root).as_posix() in referenced:
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                if path.stat().st_mtime < settled:
+                    path.unlink()
+                    removed += 1
         if removed:
             log.info("removed files left by an interrupted write", extra={"files": removed})
         self._remove_empty_days()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -116,9 +117,13 @@ def test_a_failing_build_stores_nothing_and_uses_no_seq(tmp_path: Path) -> None:
         store.add_observation(broken, photo())
     assert store.add_observation(builder(), None).seq == 1
     store.close()
-    # The photo written before the failure is an orphan and goes at the next start.
+    # The photo written before the failure is an orphan: it goes at a start once it
+    # is old enough that no other process can still be about to commit its row.
+    leftovers = [p for p in (tmp_path / "images").rglob("*") if p.is_file()]
+    for path in leftovers:
+        os.utime(path, (time.time() - 3600,) * 2)
     Store(tmp_path)
-    assert [p for p in (tmp_path / "images").rglob("*") if p.is_file()] == []
+    assert leftovers and [p for p in (tmp_path / "images").rglob("*") if p.is_file()] == []
 
 
 def test_oldest_photos_are_pruned_first_and_measurements_stay(tmp_path: Path) -> None:
@@ -147,11 +152,14 @@ def test_orphan_and_temp_files_are_removed_at_start(tmp_path: Path) -> None:
     obs = store.add_observation(builder(), photo())
     store.close()
     day = next((tmp_path / "images").iterdir())
-    (day / ".tmp-000000099.jpg").write_bytes(b"half")
-    (day / "000000099.jpg").write_bytes(b"orphan")
+    old = time.time() - 3600
+    for name, data in ((".tmp-000000099.jpg", b"half"), ("000000099.jpg", b"orphan")):
+        (day / name).write_bytes(data)
+        os.utime(day / name, (old, old))
+    (day / "000000100.jpg").write_bytes(b"being written by another process right now")
     store = Store(tmp_path)
     files = sorted(p.name for p in day.iterdir())
-    assert files == [f"{obs.seq:09d}.jpg", f"{obs.seq:09d}.overlay.jpg"]
+    assert files == [f"{obs.seq:09d}.jpg", f"{obs.seq:09d}.overlay.jpg", "000000100.jpg"]
 
 
 @pytest.fixture
