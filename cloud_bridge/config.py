@@ -20,6 +20,7 @@ from sqlalchemy.exc import ArgumentError
 
 from cloud_bridge.errors import ConfigError, SecretFileError
 from edge import yaml_config
+from edge.tls_config import TlsConfig
 
 ENV_PREFIX = "CULTIVAI_BRIDGE__"
 DEFAULT_CONFIG_PATH = Path("/etc/cultivai/bridge.yaml")
@@ -31,20 +32,6 @@ class Section(BaseModel):
     """Base of every config section: unknown keys are errors, values are frozen."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TlsConfig(Section):
-    """TLS for the broker connection."""
-
-    ca_file: Path = Field(description="CA certificate that signed the broker's certificate.")
-    cert_file: Path | None = Field(None, description="Client certificate, for mutual TLS.")
-    key_file: Path | None = Field(None, description="Private key of the client certificate.")
-
-    @model_validator(mode="after")
-    def _cert_and_key(self) -> TlsConfig:
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("cert_file and key_file must be set together")
-        return self
 
 
 class MqttConfig(Section):

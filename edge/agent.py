@@ -396,7 +396,6 @@ class Agent:
     def stats_message(self) -> Stats:
         """Periodic health figures."""
         store = self.store.stats()
-        outbox = self.link.outbox if self.link else self.store.open_outbox()
         free = disk_free_bytes(self.config.storage.dir)
         self.metrics.disk_free_bytes.set(free)
         return Stats(
@@ -406,7 +405,7 @@ class Agent:
             disk_free_bytes=free,
             cpu_temp_c=cpu_temperature_c(),
             outbox_depth=store.outbox_depth,
-            outbox_dropped=outbox.dropped(),
+            outbox_dropped=store.outbox_dropped,
             last_seq=store.last_seq or None,
             last_capture_at=self.stats.last_capture_at,
             captures_ok=self.stats.captures_ok,

@@ -21,6 +21,7 @@ from edge import yaml_config
 from edge.camera import CameraConfig
 from edge.camera.synthetic import SyntheticCameraSettings
 from edge.errors import ConfigError
+from edge.tls_config import TlsConfig
 from edge.web.settings import WebConfig
 
 ENV_PREFIX = "CULTIVAI_EDGE__"
@@ -149,20 +150,6 @@ class AlertsConfig(Section):
     baseline_captures: int = Field(
         12, ge=2, le=1000, description="Recent captures the colour baseline is the median of."
     )
-
-
-class TlsConfig(Section):
-    """TLS for the broker connection."""
-
-    ca_file: Path = Field(description="CA certificate that signed the broker's certificate.")
-    cert_file: Path | None = Field(None, description="Client certificate, for mutual TLS.")
-    key_file: Path | None = Field(None, description="Private key of the client certificate.")
-
-    @model_validator(mode="after")
-    def _cert_and_key(self) -> TlsConfig:
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("cert_file and key_file must be set together")
-        return self
 
 
 class MqttConfig(Section):

@@ -69,7 +69,7 @@ SENSORS = (
 )
 
 
-def _device_block(device_id: str, site: str, room: str, firmware: str) -> dict[str, object]:
+def _device_block(device_id: str, room: str, firmware: str) -> dict[str, object]:
     return {
         "identifiers": [f"cultivai_{device_id}"],
         "name": f"Plant camera {device_id}",
@@ -93,7 +93,7 @@ def discovery_messages(
     prefix: str, device_id: str, site: str, room: str, firmware: str, thumbnails: bool
 ) -> list[tuple[str, bytes]]:
     """(topic, retained payload) for every entity of the device."""
-    device = {k: v for k, v in _device_block(device_id, site, room, firmware).items() if v}
+    device = {k: v for k, v in _device_block(device_id, room, firmware).items() if v}
     availability = {
         "availability_topic": topic(device_id, "status"),
         "availability_template": "{{ value_json.state }}",

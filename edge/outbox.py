@@ -82,6 +82,12 @@ def enforce_limit(session: Session, max_messages: int) -> int:
     return excess
 
 
+def dropped_count(session: Session) -> int:
+    """Messages dropped over the device's lifetime to respect the limit."""
+    row = session.get(Counter, DROPPED)
+    return row.value if row else 0
+
+
 class Outbox:
     """The publisher's view of the outbox."""
 
@@ -118,5 +124,4 @@ class Outbox:
     def dropped(self) -> int:
         """Messages dropped over the device's lifetime to respect the limit."""
         with Session(self.engine) as s:
-            row = s.get(Counter, DROPPED)
-            return row.value if row else 0
+            return dropped_count(s)

@@ -67,6 +67,7 @@ class StoreStats:
     images: int
     image_bytes: int
     outbox_depth: int
+    outbox_dropped: int
     images_pruned: int
     images_not_kept: int
 
@@ -541,12 +542,14 @@ class Store:
                 )
             ).one()
             depth = s.execute(select(func.count()).select_from(OutboxRow)).scalar_one()
+            dropped = outbox.dropped_count(s)
         return StoreStats(
             int(count),
             int(last),
             int(images),
             int(size),
             int(depth),
+            dropped,
             self.images_pruned,
             self.images_not_kept,
         )
