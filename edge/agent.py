@@ -113,6 +113,9 @@ class Agent:
         self.alerts = AlertEngine(cfg.alerts, self.store.open_alerts())
         warmup = cfg.alerts.baseline_captures + 2 * cfg.alerts.problem_consecutive
         self.alerts.warm_up(list(reversed(self.store.recent(warmup))))
+        self.metrics.watch_device(
+            lambda: self.stats.camera_open, lambda: len(self.store.open_alerts())
+        )
         if self.camera is None:
             self._open_camera()
         else:

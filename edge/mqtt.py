@@ -6,6 +6,12 @@ exponential backoff and jitter between attempts, and hands the broker at most
 messages it was handed across reconnects and resends them in order; a PUBACK
 deletes the message from the outbox. Whatever was not acknowledged when the
 process stops is still in the outbox and is sent again after the restart.
+
+QoS 0 messages (the retained Home Assistant thumbnail) have no PUBACK: one is
+done once paho has written it to the socket, which may happen inside
+`publish()` itself, and paho forgets the ones still queued when the connection
+drops. Both cases are handled so that a message of any QoS either leaves the
+outbox or is handed out again; none can hold a place in the send window forever.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -40,8 +47,16 @@ UNSUPPORTED_PROTOCOL = (1, 132)  # CONNACK codes: 3.1.1 "refused protocol", 5 "u
 PREFETCH_WINDOWS = 4
 ACK_FLUSH_BATCH = 500
 ACK_FLUSH_S = 0.25
-DEPTH_EVERY_S = 1.0  # how often the outbox-depth metric is refreshed
 LOOP_SLICE_S = 0.2  # longest network wait before new outbox messages go out
+
+
+@dataclass(frozen=True, slots=True)
+class _Handed:
+    """An outbox message paho holds: which row it is, and how to tell it was sent."""
+
+    outbox_id: int
+    qos: int
+    info: paho.MQTTMessageInfo
 
 
 def backoff_delay(attempt: int, low: float, high: float, rng: random.Random) -> float:
@@ -72,6 +87,7 @@ class MqttLink:
         self._stats = stats
         self._on_command = on_command
         self.metrics = metrics or AgentMetrics()
+        self.metrics.watch_outbox(outbox)
         self._firmware = firmware
         self._protocol = (
             MQTTProtocolVersion.MQTTv311
@@ -82,7 +98,11 @@ class MqttLink:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._direct: queue.Queue[tuple[str, bytes, int, bool]] = queue.Queue()
-        self._inflight: dict[int, int] = {}  # paho mid -> outbox id
+        self._inflight: dict[int, _Handed] = {}  # paho mid -> the outbox message
+        # mids whose on_publish ran inside publish(), before _hand_out could record them
+        self._published_early: set[int] = set()
+        self._handing = False
+        self._closing = False
         self._acked: list[int] = []
         self._first_ack_at = 0.0
         self._last_handed = 0
@@ -184,6 +204,7 @@ class MqttLink:
                 log.error("broker refused the connection", extra={"reason": str(reason)})
             return
         self._ready = True
+        self._resend_lost_qos0()
         self._wake.set()  # hand out what is waiting
         self.connects += 1
         self.metrics.broker_connected.set(1)
@@ -215,7 +236,9 @@ class MqttLink:
     def _on_disconnect(
         self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any
     ) -> None:
-        if self._ready:
+        if self._closing:
+            log.info("disconnected from broker", extra={"reason": str(reason)})
+        elif self._ready:
             log.warning("disconnected from broker", extra={"reason": str(reason)})
         self._ready = False
         self.listening.clear()
@@ -224,9 +247,12 @@ class MqttLink:
     def _on_publish(
         self, client: paho.Client, userdata: Any, mid: int, reason: Any, properties: Any
     ) -> None:
-        outbox_id = self._inflight.pop(mid, None)
-        if outbox_id is None:
-            return  # a direct message (status, stats, discovery)
+        handed = self._inflight.pop(mid, None)
+        if handed is None:
+            if self._handing:
+                self._published_early.add(mid)
+            return  # a direct message (status, stats, discovery), or one being handed out
+        outbox_id = handed.outbox_id
         if reason.is_failure:
             # The broker will never take it (e.g. not authorised): retrying would
             # block the queue forever, so it is dropped and counted.
@@ -235,9 +261,30 @@ class MqttLink:
                 extra={"outbox_id": outbox_id, "reason": str(reason)},
             )
             self.metrics.messages_rejected.inc()
+        self._mark_done(outbox_id)
+
+    def _mark_done(self, outbox_id: int) -> None:
         if not self._acked:
             self._first_ack_at = time.monotonic()
         self._acked.append(outbox_id)
+        self.metrics.last_publish.set(time.time())
+
+    def _resend_lost_qos0(self) -> None:
+        """Hand out again the QoS 0 messages paho dropped with the last connection.
+
+        paho resends QoS 1 messages after a reconnect but discards unsent QoS 0
+        ones; rewinding the read cursor to the first of them sends them again,
+        in outbox order, and `_hand_out` skips the rows paho still holds.
+        """
+        lost = [
+            mid for mid, h in self._inflight.items() if h.qos == 0 and not h.info.is_published()
+        ]
+        if not lost:
+            return
+        first = min(self._inflight[mid].outbox_id for mid in lost)
+        for mid in lost:
+            del self._inflight[mid]
+        self._last_handed = min(self._last_handed, first - 1)
 
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         prefix = command_topic(self.device.id, "")
@@ -277,7 +324,6 @@ class MqttLink:
     def _loop(self) -> None:
         attempt = 0
         next_stats = time.monotonic() + self.config.stats_interval_s
-        next_depth = 0.0
         self._switch_protocol = False
         while not self._stop.is_set():
             if not self._ensure_connected(attempt):
@@ -313,10 +359,6 @@ class MqttLink:
                     self._wake.clear()
                     if self._hand_out(room):
                         self._wake.set()  # the window is full: more may be waiting
-                if time.monotonic() >= next_depth:
-                    next_depth = time.monotonic() + DEPTH_EVERY_S
-                    self.metrics.outbox_depth.set(self.outbox.depth())
-                    self.metrics.outbox_dropped.set(self.outbox.dropped())
                 self._send_direct()
                 if time.monotonic() >= next_stats:
                     next_stats = time.monotonic() + self.config.stats_interval_s
@@ -349,16 +391,34 @@ class MqttLink:
     def _hand_out(self, room: int) -> bool:
         """Give paho up to `room` more outbox messages; True when all were taken."""
         pending = self.outbox.pending(self._last_handed, room)
+        held = {h.outbox_id for h in self._inflight.values()} | set(self._acked)
         for msg in pending:
-            info = self.client.publish(
-                msg.topic,
-                msg.payload,
-                qos=msg.qos,
-                retain=msg.retain,
-                properties=self._properties(msg),
-            )
-            self._inflight[info.mid] = msg.id
+            if msg.id in held:  # paho still has it from before a reconnect
+                self._last_handed = msg.id
+                continue
+            self._published_early.clear()
+            self._handing = True
+            try:
+                info = self.client.publish(
+                    msg.topic,
+                    msg.payload,
+                    qos=msg.qos,
+                    retain=msg.retain,
+                    properties=self._properties(msg),
+                )
+            finally:
+                self._handing = False
+            if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS and (
+                msg.qos == 0 or info.rc != MQTTErrorCode.MQTT_ERR_NO_CONN
+            ):
+                # paho did not keep it (offline QoS 0, or its queue is full): leave
+                # the cursor here so it is handed out again, in order, later.
+                return False
             self._last_handed = msg.id
+            if info.mid in self._published_early:
+                self._mark_done(msg.id)
+            else:
+                self._inflight[info.mid] = _Handed(msg.id, msg.qos, info)
         return len(pending) == room
 
     def _properties(self, msg: Outgoing) -> Properties | None:
@@ -395,6 +455,7 @@ class MqttLink:
             self.client.publish(topic_, payload, qos=qos, retain=retain)
 
     def _shutdown(self) -> None:
+        self._closing = True  # a disconnect now is the one asked for, not a fault
         if self._ready:
             offline = self._status("offline").model_dump_json()
             info = self.client.publish(topic(self.device.id, "status"), offline, qos=1, retain=True)
@@ -403,6 +464,9 @@ class MqttLink:
                 self.client.loop(timeout=LOOP_SLICE_S)
             self._flush_acks(force=True)
             self.client.disconnect()
-            self.client.loop(timeout=LOOP_SLICE_S)
+            # disconnect() may already have written DISCONNECT and closed the socket;
+            # looping on a closed client only makes paho log an error.
+            if self.client.socket() is not None:
+                self.client.loop(timeout=LOOP_SLICE_S)
         self._ready = False
         self.metrics.broker_connected.set(0)

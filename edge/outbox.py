@@ -4,7 +4,9 @@ A message is enqueued in the same transaction as the row it reports (observation
 alert, command result), so a message exists exactly when its row does. The
 publisher reads it in id order and deletes it when the broker's PUBACK arrives.
 When the outbox outgrows its limit the oldest unsent messages are dropped and
-counted (a `dropped` counter in the database), never silently.
+counted (a `dropped` counter in the database), never silently. A retained
+message is state, not history: a newer one on the same topic replaces the
+unsent older ones, which the broker would overwrite anyway.
 """
 
 from __future__ import annotations
@@ -46,8 +48,12 @@ def enqueue(
     seq: int | None = None,
     content_type: str | None = None,
 ) -> None:
-    """Add a message inside the caller's transaction."""
+    """Add a message inside the caller's transaction; a retained one supersedes older ones."""
     data = payload.encode() if isinstance(payload, str) else payload
+    if retain:
+        session.execute(
+            delete(OutboxRow).where(OutboxRow.topic == topic, OutboxRow.retain.is_(True))
+        )
     session.add(
         OutboxRow(
             topic=topic,
@@ -120,6 +126,16 @@ class Outbox:
         """Messages waiting."""
         with Session(self.engine) as s:
             return int(s.execute(select(func.count()).select_from(OutboxRow)).scalar_one())
+
+    def oldest_age_s(self) -> float:
+        """Seconds the oldest waiting message has waited; 0 when none waits."""
+        with Session(self.engine) as s:
+            oldest = s.execute(select(func.min(OutboxRow.created_at))).scalar_one()
+        if oldest is None:
+            return 0.0
+        if oldest.tzinfo is None:  # SQLite hands back naive UTC
+            oldest = oldest.replace(tzinfo=timezone.utc)
+        return max(0.0, (datetime.now(timezone.utc) - oldest).total_seconds())
 
     def dropped(self) -> int:
         """Messages dropped over the device's lifetime to respect the limit."""

@@ -261,8 +261,8 @@ def test_outbox_overflow_is_counted_in_stats_and_metrics(
             tx.enqueue("cultivai/v1/test-cam/observation", f'{{"n": {i}}}')
     stats = agent.stats_message()
     assert stats.outbox_depth == 100 and stats.outbox_dropped == 30
-    broker.start()
-    assert recorder.wait_for(lambda: agent.metrics.outbox_dropped._value.get() == 30)
+    dropped = agent.metrics.registry.get_sample_value("cultivai_outbox_dropped_total")
+    assert dropped == 30  # read while the broker is still down
     agent.close()
 
 
@@ -286,3 +286,57 @@ def test_an_unexpected_error_in_the_publisher_does_not_stop_publishing(
     assert recorder.wait_for(lambda: seqs(recorder)[-3:] == [1, 2, 3] if seqs(recorder) else False)
     assert failures
     agent.close()
+
+
+def test_every_observation_arrives_with_every_optional_publication_on(
+    tmp_path: Path, broker: Any, recorder: Recorder, start_agent: Callable[[Any], Agent]
+) -> None:
+    # The QoS 0 thumbnail/raw messages must free their place in the send window
+    # like QoS 1 ones do, or the outbox stalls after a few windows of captures.
+    cfg = mqtt_config(
+        tmp_path, broker, homeassistant_discovery=True, thumbnails=True, inflight_window=3
+    )
+    agent = start_agent(cfg)
+    captures = 200
+    agent.run(max_captures=captures)
+    assert recorder.wait_for(lambda: len(seqs(recorder)) >= captures, timeout=120)
+    assert seqs(recorder) == list(range(1, captures + 1))
+    thumb_seqs = [Thumbnail.model_validate_json(m.payload).seq for m in recorder.on("/thumbnail")]
+    assert thumb_seqs == list(range(1, captures + 1))
+    assert recorder.wait_for(lambda: agent.store.stats().outbox_depth == 0)
+
+
+def test_only_the_newest_retained_thumbnail_waits_in_the_outbox(
+    tmp_path: Path, broker: Any, start_agent: Callable[[Any], Agent]
+) -> None:
+    broker.stop()
+    cfg = mqtt_config(tmp_path, broker, homeassistant_discovery=True, thumbnails=True)
+    agent = start_agent(cfg)
+    agent.run(max_captures=5)
+    assert agent.link is not None
+    waiting = agent.link.outbox.pending(0, 100)
+    raw = [m for m in waiting if m.topic.endswith("/thumbnail/raw")]
+    assert [m.seq for m in raw] == [5]  # a restart sends one JPEG, not every stale one
+    assert len([m for m in waiting if m.topic.endswith("/observation")]) == 5
+
+
+def test_outbox_depth_and_age_are_reported_during_an_outage_and_nothing_is_lost(
+    tmp_path: Path, broker: Any, recorder: Recorder, start_agent: Callable[[Any], Agent]
+) -> None:
+    cfg = mqtt_config(tmp_path, broker, homeassistant_discovery=True, thumbnails=True)
+    agent = start_agent(cfg)
+    agent.run(max_captures=2)
+    assert recorder.wait_for(lambda: seqs(recorder) == [1, 2])
+    broker.stop()
+    agent.run(max_captures=3)
+    sample = agent.metrics.registry.get_sample_value
+    waiting = agent.store.stats().outbox_depth
+    assert waiting >= 3
+    assert sample("cultivai_outbox_depth") == waiting
+    assert (sample("cultivai_outbox_oldest_age_seconds") or 0) > 0
+    assert sample("cultivai_broker_connected") == 0
+    broker.start()
+    assert recorder.wait_for(lambda: seqs(recorder)[-3:] == [3, 4, 5])
+    assert recorder.wait_for(lambda: sample("cultivai_outbox_depth") == 0)
+    raw = [m for m in recorder.on("/thumbnail/raw") if m.properties.UserProperty]
+    assert dict(raw[-1].properties.UserProperty)["seq"] == "5"
