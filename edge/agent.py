@@ -132,6 +132,8 @@ class Agent:
                 on_command=self.commands.submit,
                 metrics=self.metrics,
                 firmware=__version__,
+                health_labels=self._health_labels,
+                status_page_port=cfg.web.port if cfg.web.enabled else None,
             )
             self.link.start()
         if self._serve_web and cfg.web.enabled:
@@ -163,6 +165,10 @@ class Agent:
             self.stats.camera_open = False
             self._failed("camera", str(exc))
         return self.camera is not None
+
+    def _health_labels(self) -> tuple[str, ...]:
+        """The verdicts the current model can give (none without a model)."""
+        return tuple(getattr(self.observer.classifier, "labels", ()))
 
     def _report_model(self) -> None:
         m = self.observer.model
@@ -415,6 +421,7 @@ class Agent:
             captures_failed=self.stats.captures_failed,
             skipped_dark=self.stats.skipped_dark,
             images_pruned=store.images_pruned,
+            open_alerts=len(self.store.open_alerts()),
         )
 
     def stats_payload(self) -> bytes:

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from edge import __version__
 from edge.protocol import topic
 
 MANUFACTURER = "CultivAI"
+UNKNOWN = "unknown"  # the verdict when the model gave none it stands behind
+ORIGIN = {"name": "CultivAI Edge", "sw_version": __version__}
+
+# health is null without a model, and `assessed` false when the model declined to
+# judge; either way there is no verdict and no confidence to put in statistics.
+_HAS_VERDICT = "value_json.health and value_json.health.get('assessed', true)"
 
 
 @dataclass(frozen=True, slots=True)
-class _Sensor:
+class _Entity:
     key: str
     name: str
     source: str  # "observation" or "stats"
@@ -19,10 +27,13 @@ class _Sensor:
     unit: str | None = None
     icon: str | None = None
     state_class: str | None = "measurement"
+    diagnostic: bool = False  # about the device, not the plants
+    platform: str = "sensor"
+    device_class: str | None = None
 
 
 SENSORS = (
-    _Sensor(
+    _Entity(
         "canopy_cover",
         "Canopy cover",
         "observation",
@@ -30,24 +41,16 @@ SENSORS = (
         "%",
         "mdi:leaf",
     ),
-    _Sensor(
-        "health",
-        "Plant health",
-        "observation",
-        "{{ value_json.health.label if value_json.health else 'unknown' }}",
-        None,
-        "mdi:sprout",
-        None,
-    ),
-    _Sensor(
+    _Entity(
         "health_confidence",
         "Plant health confidence",
         "observation",
-        "{{ (value_json.health.confidence * 100) | round(1) if value_json.health else 0 }}",
+        # HA reads a rendered None as "unknown", not as 0.
+        "{{ (value_json.health.confidence * 100) | round(1) if " + _HAS_VERDICT + " else None }}",
         "%",
         "mdi:percent",
     ),
-    _Sensor(
+    _Entity(
         "yellow",
         "Yellowing",
         "observation",
@@ -55,21 +58,78 @@ SENSORS = (
         "%",
         "mdi:leaf-maple",
     ),
-    _Sensor(
+    _Entity(
         "brown", "Browning", "observation", "{{ value_json.canopy.brown_pct }}", "%", "mdi:leaf-off"
     ),
-    _Sensor(
+    _Entity(
         "outbox_depth",
         "Outbox depth",
         "stats",
         "{{ value_json.outbox_depth }}",
         None,
         "mdi:tray-full",
+        diagnostic=True,
+    ),
+    _Entity(
+        "disk_free",
+        "Disk free",
+        "stats",
+        "{{ value_json.disk_free_bytes }}",
+        "B",
+        None,
+        diagnostic=True,
+        device_class="data_size",
+    ),
+    _Entity(
+        "cpu_temperature",
+        "CPU temperature",
+        "stats",
+        "{{ value_json.cpu_temp_c if value_json.cpu_temp_c is not none else None }}",
+        "°C",
+        None,
+        diagnostic=True,
+        device_class="temperature",
+    ),
+    _Entity(
+        "alerts",
+        "Plant problem",
+        "stats",
+        "{{ 'ON' if value_json.open_alerts | default(0) > 0 else 'OFF' }}",
+        None,
+        None,
+        state_class=None,
+        platform="binary_sensor",
+        device_class="problem",
     ),
 )
 
 
-def _device_block(device_id: str, room: str, firmware: str) -> dict[str, object]:
+def verdict_options(labels: Sequence[str]) -> list[str]:
+    """The states the verdict sensor can take: the model's labels and `unknown`."""
+    return [*dict.fromkeys([*labels, UNKNOWN])]
+
+
+def _verdict(labels: Sequence[str]) -> _Entity:
+    options = verdict_options(labels)
+    # A label the announced options do not list (a newer model) shows as unknown
+    # instead of making HA reject the state.
+    template = (
+        "{{ value_json.health.label if " + _HAS_VERDICT + " and value_json.health.label in "
+        f"{json.dumps(options)} else '{UNKNOWN}' }}}}"
+    )
+    return _Entity(
+        "health",
+        "Plant health",
+        "observation",
+        template,
+        None,
+        "mdi:sprout",
+        None,
+        device_class="enum",
+    )
+
+
+def _device_block(device_id: str, room: str, firmware: str, page: str | None) -> dict[str, object]:
     return {
         "identifiers": [f"cultivai_{device_id}"],
         "name": f"Plant camera {device_id}",
@@ -77,6 +137,7 @@ def _device_block(device_id: str, room: str, firmware: str) -> dict[str, object]
         "model": "CultivAI Edge",
         "sw_version": firmware,
         "suggested_area": room if room != "default" else None,
+        "configuration_url": page,
     }
 
 
@@ -90,11 +151,21 @@ def node_id(device_id: str) -> str:
 
 
 def discovery_messages(
-    prefix: str, device_id: str, site: str, room: str, firmware: str, thumbnails: bool
+    prefix: str,
+    device_id: str,
+    site: str,
+    room: str,
+    firmware: str,
+    thumbnails: bool,
+    *,
+    labels: Sequence[str] = (),
+    status_page: str | None = None,
 ) -> list[tuple[str, bytes]]:
     """(topic, retained payload) for every entity of the device."""
-    device = {k: v for k, v in _device_block(device_id, room, firmware).items() if v}
-    availability = {
+    device = {k: v for k, v in _device_block(device_id, room, firmware, status_page).items() if v}
+    common = {
+        "device": device,
+        "origin": ORIGIN,
         "availability_topic": topic(device_id, "status"),
         "availability_template": "{{ value_json.state }}",
         "payload_available": "online",
@@ -102,15 +173,14 @@ def discovery_messages(
     }
     node = node_id(device_id)
     out = []
-    for s in SENSORS:
+    for s in (_verdict(labels), *SENSORS):
         config: dict[str, object] = {
             "name": s.name,
             "unique_id": f"cultivai_{node}_{s.key}",
-            "object_id": f"cultivai_{node}_{s.key}",
+            "default_entity_id": f"{s.platform}.cultivai_{node}_{s.key}",
             "state_topic": topic(device_id, s.source),  # type: ignore[arg-type]
             "value_template": s.template,
-            "device": device,
-            **availability,
+            **common,
         }
         if s.unit:
             config["unit_of_measurement"] = s.unit
@@ -118,16 +188,21 @@ def discovery_messages(
             config["icon"] = s.icon
         if s.state_class:
             config["state_class"] = s.state_class
-        out.append((f"{prefix}/sensor/{node}/{s.key}/config", json.dumps(config).encode()))
+        if s.device_class:
+            config["device_class"] = s.device_class
+        if s.device_class == "enum":
+            config["options"] = verdict_options(labels)
+        if s.diagnostic:
+            config["entity_category"] = "diagnostic"
+        out.append((f"{prefix}/{s.platform}/{node}/{s.key}/config", json.dumps(config).encode()))
     if thumbnails:
         image = {
             "name": "Canopy",
             "unique_id": f"cultivai_{node}_thumbnail",
-            "object_id": f"cultivai_{node}_thumbnail",
+            "default_entity_id": f"image.cultivai_{node}_thumbnail",
             "image_topic": f"{topic(device_id, 'thumbnail')}/raw",
             "content_type": "image/jpeg",
-            "device": device,
-            **availability,
+            **common,
         }
         out.append((f"{prefix}/image/{node}/thumbnail/config", json.dumps(image).encode()))
     return out

@@ -24,7 +24,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,6 +79,8 @@ class MqttLink:
         on_command: Callable[[str, bytes], None],
         metrics: AgentMetrics | None = None,
         firmware: str = "",
+        health_labels: Callable[[], Sequence[str]] = tuple,
+        status_page_port: int | None = None,
     ) -> None:
         self.config = config
         self.device = device
@@ -89,6 +91,8 @@ class MqttLink:
         self.metrics = metrics or AgentMetrics()
         self.metrics.watch_outbox(outbox)
         self._firmware = firmware
+        self._health_labels = health_labels
+        self._status_page_port = status_page_port
         self._protocol = (
             MQTTProtocolVersion.MQTTv311
             if config.protocol == "3.1.1"
@@ -301,8 +305,17 @@ class MqttLink:
             self.device.room,
             self._firmware,
             self.config.thumbnails,
+            labels=self._health_labels(),
+            status_page=self._status_page(),
         ):
             self.client.publish(topic_, payload, qos=1, retain=True)
+
+    def _status_page(self) -> str | None:
+        """The status page as seen from the broker's side of this connection."""
+        if self._status_page_port is None or not self.local_ip:
+            return None
+        host = f"[{self.local_ip}]" if ":" in self.local_ip else self.local_ip
+        return f"http://{host}:{self._status_page_port}/"
 
     # -- the thread ----------------------------------------------------------------
 

@@ -159,6 +159,7 @@ class Stats(Message):
     captures_failed: int = 0
     skipped_dark: int = 0
     images_pruned: int = 0
+    open_alerts: int = Field(0, ge=0, description="Alerts raised and not yet cleared.")
 
 
 class Command(Message):

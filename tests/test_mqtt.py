@@ -192,6 +192,7 @@ def test_bad_commands_get_a_clear_error_and_the_agent_keeps_running(
 
 HA_REQUIRED = {
     "sensor": {"state_topic", "unique_id", "device", "name"},
+    "binary_sensor": {"state_topic", "unique_id", "device", "name"},
     "image": {"image_topic", "unique_id", "device", "name"},
 }
 
@@ -201,14 +202,14 @@ def test_home_assistant_discovery_is_retained_and_reannounced(
 ) -> None:
     cfg = mqtt_config(tmp_path, broker, homeassistant_discovery=True, thumbnails=True)
     agent = start_agent(cfg)
-    assert recorder.wait_for(lambda: len(recorder.on("/config")) >= 7)
+    assert recorder.wait_for(lambda: len(recorder.on("/config")) >= 10)
     configs = {m.topic: json.loads(m.payload) for m in recorder.on("/config")}
     late = Recorder(broker.host, broker.port, ["homeassistant/#"], client_id="ha-late")
     assert late.wait_for(lambda: len(late.on("/config")) == len(configs))
     assert all(m.retain for m in late.on("/config"))  # HA finds them after its own restart
     late.close()
     platforms = {t.split("/")[1] for t in configs}
-    assert platforms == {"sensor", "image"}
+    assert platforms == {"sensor", "binary_sensor", "image"}
     for topic_, cfg_ in configs.items():
         platform = topic_.split("/")[1]
         assert HA_REQUIRED[platform] <= set(cfg_), topic_
