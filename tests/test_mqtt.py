@@ -341,3 +341,36 @@ def test_outbox_depth_and_age_are_reported_during_an_outage_and_nothing_is_lost(
     assert recorder.wait_for(lambda: sample("cultivai_outbox_depth") == 0)
     raw = [m for m in recorder.on("/thumbnail/raw") if m.properties.UserProperty]
     assert dict(raw[-1].properties.UserProperty)["seq"] == "5"
+
+
+def test_thumbnail_contract_as_the_readme_documents_it(
+    tmp_path: Path, broker: Any, recorder: Recorder, start_agent: Callable[[Any], Agent]
+) -> None:
+    # Read as a third-party client would: plain JSON and base64, no edge imports.
+    import base64
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    assert "cultivai/v1/<device_id>/thumbnail/raw QoS 0, retained" in readme
+    assert "cultivai/v1/<device_id>/thumbnail     QoS 1" in readme
+    cfg = mqtt_config(tmp_path, broker, homeassistant_discovery=True, thumbnails=True)
+    agent = start_agent(cfg)
+    agent.run(max_captures=2)
+    assert recorder.wait_for(lambda: len(recorder.on("/thumbnail")) >= 2)
+    thumbs = recorder.on("/thumbnail")
+    for expected_seq, msg in enumerate(thumbs, start=1):
+        assert msg.qos == 1 and not msg.retain
+        body = json.loads(msg.payload)
+        assert body["schema_version"] == 1 and body["device_id"] == DEVICE
+        assert body["seq"] == expected_seq and body["content_type"] == "image/jpeg"
+        assert base64.b64decode(body["data"])[:3] == b"\xff\xd8\xff"
+    newest = base64.b64decode(json.loads(thumbs[-1].payload)["data"])
+    late = Recorder(broker.host, broker.port, [f"cultivai/v1/{DEVICE}/thumbnail/raw"], "late")
+    try:
+        assert late.wait_for(lambda: bool(late.on("/thumbnail/raw")))
+        raw = late.on("/thumbnail/raw")[0]
+        assert raw.retain and raw.qos == 0  # a late subscriber gets the newest one
+        assert raw.payload == newest
+        assert raw.properties.ContentType == "image/jpeg"
+        assert ("seq", "2") in raw.properties.UserProperty
+    finally:
+        late.close()
