@@ -110,3 +110,39 @@ def test_killed_agent_is_announced_offline_by_its_last_will(tmp_path: Path, brok
         agent.wait(10)
     assert recorder.wait_for(lambda: states() == ["online", "offline"], timeout=30)
     recorder.close()
+
+
+def test_clean_sigterm_logs_no_warning_or_error_from_the_mqtt_link(
+    tmp_path: Path, broker: Any
+) -> None:
+    config = write_config(tmp_path, broker)
+    data = yaml.safe_load(config.read_text())
+    data["web"] = {"enabled": False}
+    config.write_text(yaml.safe_dump(data))
+    recorder = Recorder(broker.host, broker.port, [f"cultivai/v1/{DEVICE}/status"])
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "edge.cli", "run", "--config", str(config)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+    def states() -> list[str]:
+        return [s["state"] for s in recorder.json("/status")]
+
+    try:
+        assert recorder.wait_for(lambda: states() == ["online"], timeout=60)
+        agent.send_signal(signal.SIGTERM)
+        output, _ = agent.communicate(timeout=30)
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait(10)
+    recorder.close()
+    assert agent.returncode == 0
+    lines = output.decode(errors="replace").splitlines()
+    mqtt_lines = [line for line in lines if "edge.mqtt" in line]
+    assert mqtt_lines, "\n".join(lines)  # the link did log (connected, disconnected)
+    noisy = [line for line in mqtt_lines if "WARNING" in line or "ERROR" in line]
+    assert noisy == [], "\n".join(noisy)
