@@ -374,3 +374,31 @@ def test_thumbnail_contract_as_the_readme_documents_it(
         assert ("seq", "2") in raw.properties.UserProperty
     finally:
         late.close()
+
+
+def test_broker_restarts_during_captures_lose_no_message_of_any_qos(
+    tmp_path: Path, broker: Any, recorder: Recorder, start_agent: Callable[[Any], Agent]
+) -> None:
+    import threading
+
+    cfg = mqtt_config(
+        tmp_path, broker, homeassistant_discovery=True, thumbnails=True, inflight_window=1
+    )
+    agent = start_agent(cfg)
+    captures = 120
+    worker = threading.Thread(target=agent.run, kwargs={"max_captures": captures})
+    worker.start()
+    for target in (10, 30, 50, 70):  # restart the broker while messages are in flight
+        assert recorder.wait_for(lambda t=target: len(set(seqs(recorder))) >= t, timeout=120)
+        broker.stop()
+        broker.start()
+    worker.join(300)
+    assert recorder.wait_for(lambda: len(set(seqs(recorder))) >= captures, timeout=120)
+    assert sorted(set(seqs(recorder))) == list(range(1, captures + 1))
+    assert recorder.wait_for(lambda: agent.store.stats().outbox_depth == 0)
+    late = Recorder(broker.host, broker.port, [f"cultivai/v1/{DEVICE}/thumbnail/raw"], "late")
+    try:  # the retained JPEG is the newest capture's, whatever was lost on the way
+        assert late.wait_for(lambda: bool(late.on("/thumbnail/raw")))
+        assert ("seq", str(captures)) in late.on("/thumbnail/raw")[0].properties.UserProperty
+    finally:
+        late.close()
