@@ -110,6 +110,7 @@ class MqttLink:
         self._acked: list[int] = []
         self._first_ack_at = 0.0
         self._last_handed = 0
+        self._max_handed = 0  # the newest id ever handed out; above it nothing is held
         self._ready = False
         self.listening = threading.Event()  # set once the command subscription is granted
         self._rng = random.Random()
@@ -271,7 +272,6 @@ class MqttLink:
         if not self._acked:
             self._first_ack_at = time.monotonic()
         self._acked.append(outbox_id)
-        self.metrics.last_publish.set(time.time())
 
     def _resend_lost_qos0(self) -> None:
         """Hand out again the QoS 0 messages paho dropped with the last connection.
@@ -384,6 +384,7 @@ class MqttLink:
             self._switch_protocol = False
             self._inflight.clear()
             self._last_handed = 0
+            self._max_handed = 0
             self.client = self._new_client()
         try:
             self._connect()
@@ -404,11 +405,14 @@ class MqttLink:
     def _hand_out(self, room: int) -> bool:
         """Give paho up to `room` more outbox messages; True when all were taken."""
         pending = self.outbox.pending(self._last_handed, room)
-        held = {h.outbox_id for h in self._inflight.values()} | set(self._acked)
+        held: set[int] | None = None
         for msg in pending:
-            if msg.id in held:  # paho still has it from before a reconnect
-                self._last_handed = msg.id
-                continue
+            if msg.id <= self._max_handed:  # only after a rewind: skip what paho still has
+                if held is None:
+                    held = {h.outbox_id for h in self._inflight.values()} | set(self._acked)
+                if msg.id in held:
+                    self._last_handed = msg.id
+                    continue
             self._published_early.clear()
             self._handing = True
             try:
@@ -428,6 +432,7 @@ class MqttLink:
                 # the cursor here so it is handed out again, in order, later.
                 return False
             self._last_handed = msg.id
+            self._max_handed = max(self._max_handed, msg.id)
             if info.mid in self._published_early:
                 self._mark_done(msg.id)
             else:
@@ -458,6 +463,7 @@ class MqttLink:
         if force or due or idle or len(self._acked) >= ACK_FLUSH_BATCH:
             acked, self._acked = self._acked, []
             self.outbox.acknowledge(acked)
+            self.metrics.last_publish.set(time.time())
 
     def _send_direct(self) -> None:
         while True:

@@ -339,6 +339,8 @@ def test_outbox_depth_and_age_are_reported_during_an_outage_and_nothing_is_lost(
     broker.start()
     assert recorder.wait_for(lambda: seqs(recorder)[-3:] == [3, 4, 5])
     assert recorder.wait_for(lambda: sample("cultivai_outbox_depth") == 0)
+    age = sample("cultivai_last_publish_age_seconds")
+    assert age is not None and 0 <= age < float("inf")  # a number, no longer NaN
     raw = [m for m in recorder.on("/thumbnail/raw") if m.properties.UserProperty]
     assert dict(raw[-1].properties.UserProperty)["seq"] == "5"
 
