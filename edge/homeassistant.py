@@ -15,7 +15,10 @@ ORIGIN = {"name": "CultivAI Edge", "sw_version": __version__}
 
 # health is null without a model, and `assessed` false when the model declined to
 # judge; either way there is no verdict and no confidence to put in statistics.
-_HAS_VERDICT = "value_json.health and value_json.health.get('assessed', true)"
+_HAS_VERDICT = (
+    "value_json.health and value_json.health.get('assessed', true)"
+    f" and value_json.health.label != '{UNKNOWN}'"
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,7 +72,9 @@ def test_verdict_state_is_always_one_of_the_options(
     assert rendered == state and rendered in verdict["options"]
 
 
-@pytest.mark.parametrize("health", [None, UNASSESSED])
+@pytest.mark.parametrize(
+    "health", [None, UNASSESSED, {"label": "unknown", "confidence": 0.4, "scores": {}}]
+)
 def test_confidence_is_unknown_not_zero_without_a_verdict(health: dict[str, Any] | None) -> None:
     template = configs()["sensor/health_confidence"]["value_template"]
     assert render(template, observation(health)) == "None"  # HA's "unknown"
