@@ -38,10 +38,12 @@ def readyz() -> tuple[Response, int]:
     except Exception as exc:  # any failure means not ready; the detail goes to the log
         log.error("readiness: database check failed", extra={"error": str(exc)})
         checks["database"] = "error"
-    camera_open = ctx.device.status().get("camera_open", True)
-    checks["camera"] = "ok" if camera_open else "error"
+    device = ctx.device.status()
+    checks["camera"] = "ok" if device.get("camera_open", True) else "error"
+    checks["workers"] = "ok" if device.get("workers_up", True) else "error"
     ready = all(v == "ok" for v in checks.values())
-    return jsonify(ready=ready, checks=checks), 200 if ready else 503
+    body = jsonify(ready=ready, checks=checks, problems=device.get("worker_problems", []))
+    return body, 200 if ready else 503
 
 
 @bp.get("/metrics")
