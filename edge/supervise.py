@@ -96,9 +96,9 @@ class Supervisor:
             try:
                 loop()
             except Exception as exc:  # the last line: log, count, restart instead of dying
-                self._set_up(state, False)
                 state.restarts += 1
                 state.last_error = f"{type(exc).__name__}: {str(exc)[:200]}"
+                self._set_up(state, False)
                 self._restarts.labels(worker=state.name).inc()
                 log.exception(
                     "worker died; restarting",

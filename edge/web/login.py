@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from flask import Blueprint, make_response, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
@@ -14,11 +14,16 @@ from edge.web.context import web
 
 log = logging.getLogger(__name__)
 bp = Blueprint("login", __name__)
+MAX_NEXT_CHARS = 2000
 
 
 def safe_next(target: str | None) -> str:
     """Where to go after login: a path on this site only, never another host."""
     if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
+        return url_for("pages.status")
+    # A CR/LF or other control character would be a header of its own, or a path no
+    # page has: fall back rather than echo it into Location.
+    if len(target) > MAX_NEXT_CHARS or any(c < " " or c in "\x7f\\" for c in unquote(target)):
         return url_for("pages.status")
     parts = urlsplit(target)
     if parts.scheme or parts.netloc:
