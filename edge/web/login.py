@@ -6,7 +6,16 @@ import logging
 import math
 from urllib.parse import unquote, urlsplit
 
-from flask import Blueprint, make_response, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    abort,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from werkzeug.wrappers import Response
 
 from edge.web.auth import client_address
@@ -41,7 +50,8 @@ def login() -> Response | str:
             return redirect(target)
         return render_template("login.html", next=target)
     client = client_address()
-    wait = gate.limiter.retry_after(client)
+    # Counted before the (slow) check, so parallel guesses cannot all slip through.
+    wait = gate.limiter.begin(client)
     if wait > 0:
         log.warning("login refused: too many failures", extra={"client": client})
         minutes = math.ceil(wait / 60)
@@ -54,7 +64,6 @@ def login() -> Response | str:
         response.headers["Retry-After"] = str(math.ceil(wait))
         return response
     if not gate.password_ok(request.form.get("password", "")):
-        gate.limiter.failed(client)
         log.warning("login failed: wrong password", extra={"client": client})
         page = render_template("login.html", next=target, error="Wrong password.")
         return make_response(page, 401)
@@ -66,6 +75,28 @@ def login() -> Response | str:
 
 @bp.post("/logout")
 def logout() -> Response:
-    """End the session."""
-    session.clear()
+    """End the session, on the device too: the old cookie opens nothing afterwards."""
+    web().gate.log_out()
     return redirect(url_for("login.login"), code=303)
+
+
+@bp.get("/sessions")
+def sessions() -> str:
+    """The browsers signed in to this device, each with a button to sign it out."""
+    gate = web().gate
+    return render_template(
+        "sessions.html", sessions=gate.sessions.active(), current=gate.current_ref()
+    )
+
+
+@bp.post("/sessions/<ref>/revoke")
+def revoke(ref: str) -> Response:
+    """Sign out one browser (yours included)."""
+    gate = web().gate
+    if not gate.sessions.revoke_ref(ref):
+        abort(404)
+    log.info("session revoked", extra={"client": client_address()})
+    if ref == gate.current_ref():
+        session.clear()
+        return redirect(url_for("login.login"), code=303)
+    return redirect(url_for("login.sessions"), code=303)
