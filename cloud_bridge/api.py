@@ -6,7 +6,7 @@ Every route is GET-only and reads; the API never writes to the database.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from cloud_bridge.database import is_transient
+from cloud_bridge.decode import DEVICE_ID, safe_text
 from cloud_bridge.guard import RateLimiter, install_guard
 from cloud_bridge.queries import AlertState, FleetReader
 
@@ -22,6 +23,7 @@ Check = Callable[[], str | None]
 """A readiness check: None when fine, else what is wrong."""
 
 MAX_LIMIT = 1000
+MAX_TEXT_ARG = 200
 STATES: tuple[AlertState, ...] = ("raised", "cleared", "open")
 
 
@@ -34,12 +36,29 @@ def _datetime_arg(name: str) -> datetime | None:
     if raw is None:
         return None
     try:
+        if not raw.isascii() or not raw.isprintable():
+            raise ValueError  # fromisoformat lets a NUL through as a separator
         value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
         raise BadQuery(f"{name}: expected an ISO 8601 time such as 2026-03-02T08:00:00Z") from None
     if value.tzinfo is None:
         raise BadQuery(f"{name}: give a time zone (Z or +01:00)")
-    return value
+    try:
+        # An offset can push a valid local time past year 1..9999 in UTC: the driver's
+        # OverflowError would be a 500, so convert here.
+        return value.astimezone(timezone.utc)
+    except OverflowError:
+        raise BadQuery(f"{name}: out of range (years 1 to 9999 in UTC)") from None
+
+
+def _text_arg(name: str) -> str | None:
+    raw = request.args.get(name)
+    if raw is None:
+        return None
+    if len(raw) > MAX_TEXT_ARG or not raw.isprintable():
+        # PostgreSQL text cannot hold NUL; no stored name has control characters.
+        raise BadQuery(f"{name}: at most {MAX_TEXT_ARG} printable characters")
+    return raw
 
 
 def _int_arg(name: str, default: int | None, low: int, high: int) -> int | None:
@@ -122,16 +141,14 @@ def create_app(
 
     @app.get("/api/v1/devices")
     def devices() -> Response:
-        found = reader.devices(
-            request.args.get("site"), request.args.get("room"), _bool_arg("online")
-        )
+        found = reader.devices(_text_arg("site"), _text_arg("room"), _bool_arg("online"))
         return jsonify(devices=found)
 
     @app.get("/api/v1/devices/<device_id>")
     def device(device_id: str) -> tuple[Response, int]:
-        found = reader.device(device_id)
+        found = reader.device(device_id) if DEVICE_ID.fullmatch(device_id) else None
         if found is None:
-            return jsonify(error=f"no device {device_id!r}"), 404
+            return jsonify(error=f"no device {safe_text(device_id, 80)!r}"), 404
         return jsonify(found), 200
 
     @app.get("/api/v1/devices/<device_id>/observations")
@@ -140,8 +157,8 @@ def create_app(
         after_seq = _int_arg("after_seq", None, 0, 2**63 - 1)
         limit = _int_arg("limit", 100, 1, MAX_LIMIT)
         assert limit is not None
-        if reader.device(device_id) is None:
-            return jsonify(error=f"no device {device_id!r}"), 404
+        if not DEVICE_ID.fullmatch(device_id) or reader.device(device_id) is None:
+            return jsonify(error=f"no device {safe_text(device_id, 80)!r}"), 404
         items, next_after = reader.observations(device_id, since, after_seq, limit)
         body: dict[str, Any] = {
             "device_id": device_id,
@@ -155,9 +172,9 @@ def create_app(
         limit = _int_arg("limit", 100, 1, MAX_LIMIT)
         assert limit is not None
         found = reader.alerts(
-            request.args.get("device_id"),
-            request.args.get("site"),
-            request.args.get("room"),
+            _text_arg("device_id"),
+            _text_arg("site"),
+            _text_arg("room"),
             _state_arg(),
             _datetime_arg("since"),
             limit,

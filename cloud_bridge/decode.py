@@ -10,7 +10,6 @@ a batch never fails on one bad message.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass
@@ -18,6 +17,8 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
+from edge.jsonbounds import MAX_DEPTH, JsonBoundsError
+from edge.jsonbounds import loads as bounded_loads
 from edge.protocol import TOPIC_ROOT, Alert, Message, Observation, Stats, Status, Thumbnail
 
 Kind = Literal["observation", "alert", "status", "stats", "thumbnail"]
@@ -156,11 +157,19 @@ def decode(topic: str, payload: bytes, limits: Limits) -> Decoded:
         return Rejected("topic", f"not a device topic: {safe_text(topic, 200)}")
     device_id, kind = parsed
     try:
-        document = json.loads(
-            payload, parse_float=_finite_float, parse_int=_int64, parse_constant=_no_constant
+        # Nesting is bounded before parsing: deep payloads cost a scan, not a recursion.
+        document = bounded_loads(
+            payload,
+            limits.max_payload_bytes,
+            MAX_DEPTH,
+            parse_float=_finite_float,
+            parse_int=_int64,
+            parse_constant=_no_constant,
         )
     except _UnsafeError as exc:
         return Rejected("unsafe", str(exc))
+    except JsonBoundsError as exc:
+        return Rejected("json", f"not accepted: {exc}")
     except (ValueError, RecursionError) as exc:
         return Rejected("json", f"not valid JSON: {safe_text(str(exc), 300)}")
     if not isinstance(document, dict):

@@ -34,6 +34,7 @@ from edge.protocol import (
 )
 from edge.schedule import Schedule
 from edge.store import Store, StoredImage, Tx
+from edge.supervise import Supervisor
 from edge.web.app import create_app
 from edge.web.device import DeviceStatus
 from edge.web.server import WebServer
@@ -81,6 +82,7 @@ class Agent:
         self._capture_lock = threading.Lock()
         self.stats = AgentStats(started_at=self.clock.now())
         self.metrics = AgentMetrics()
+        self.supervisor = Supervisor(self.metrics.registry)
         self.link: MqttLink | None = None
         self._serve_web = serve_web
         self.web: WebServer | None = None
@@ -121,7 +123,7 @@ class Agent:
         else:
             self.stats.camera_open = True
         if cfg.mqtt.enabled:
-            self.commands = CommandRunner(cfg.device.id, self, self._answer)
+            self.commands = CommandRunner(cfg.device.id, self, self._answer, self.supervisor)
             self.commands.start()
             self.link = MqttLink(
                 cfg.mqtt,
@@ -387,6 +389,8 @@ class Agent:
             captures_ok=s.captures_ok,
             captures_failed=s.captures_failed,
             skipped_dark=s.skipped_dark,
+            workers_up=self.supervisor.all_up(),
+            worker_problems=self.supervisor.problems(),
         )
 
     def status_message(self, state: str) -> Status:

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from edge.config import describe_errors
 from edge.errors import CultivaiError
+from edge.jsonbounds import loads as bounded_loads
 from edge.protocol import (
     COMMANDS,
     CaptureCommand,
@@ -27,9 +28,11 @@ from edge.protocol import (
     ResendCommand,
     SetScheduleCommand,
 )
+from edge.supervise import Supervisor
 
 log = logging.getLogger(__name__)
 MAX_COMMAND_BYTES = 64 * 1024
+MAX_COMMAND_DEPTH = 8  # commands are flat objects; one level of lists at most
 MAX_QUEUED = 100
 
 
@@ -53,18 +56,26 @@ class CommandTarget(Protocol):
         ...
 
 
+def load_payload(payload: bytes) -> Any:
+    """The JSON of a command payload ({} when empty); every command is parsed only here.
+
+    Size and nesting are bounded before the parser runs, so no payload can exhaust the
+    stack; raises ValueError (incl. UnicodeDecodeError) with a message fit for the sender.
+    """
+    if len(payload) <= MAX_COMMAND_BYTES and not payload.strip():
+        return {}
+    try:
+        return bounded_loads(payload, MAX_COMMAND_BYTES, MAX_COMMAND_DEPTH)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"payload is not valid JSON: {exc.msg} at position {exc.pos}") from None
+
+
 def parse_command(name: str, payload: bytes) -> Command:
     """Validate a command; raises ValueError with a message fit for the sender."""
     kind = COMMANDS.get(name)
     if kind is None:
         raise ValueError(f"unknown command {name!r}; known: {', '.join(sorted(COMMANDS))}")
-    if len(payload) > MAX_COMMAND_BYTES:
-        raise ValueError(f"payload is {len(payload)} bytes; at most {MAX_COMMAND_BYTES}")
-    text = payload.decode("utf-8", errors="strict") if payload else "{}"
-    try:
-        data = json.loads(text) if text.strip() else {}
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"payload is not valid JSON: {exc.msg} at position {exc.pos}") from None
+    data = load_payload(payload)
     if not isinstance(data, dict):
         raise ValueError("payload must be a JSON object")
     try:
@@ -94,16 +105,18 @@ class CommandRunner:
         device_id: str,
         target: CommandTarget,
         answer: Callable[[CommandResult], None],
+        supervisor: Supervisor | None = None,
     ) -> None:
         self.device_id = device_id
         self.target = target
         self.answer = answer
+        self.supervisor = supervisor or Supervisor()
         self._queue: queue.Queue[tuple[str, bytes] | None] = queue.Queue(MAX_QUEUED)
-        self._thread = threading.Thread(target=self._work, name="commands", daemon=True)
+        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        """Start the worker."""
-        self._thread.start()
+        """Start the worker, restarted by the supervisor should it ever die."""
+        self._thread = self.supervisor.start("commands", self._work)
 
     def submit(self, name: str, payload: bytes) -> None:
         """Called from the MQTT thread; never blocks it."""
@@ -115,7 +128,8 @@ class CommandRunner:
 
     def stop(self) -> None:
         """Finish the current command and end the worker."""
-        if self._thread.is_alive():
+        self.supervisor.stop()
+        if self._thread is not None and self._thread.is_alive():
             self._queue.put(None)
             self._thread.join(30)
 
@@ -170,8 +184,8 @@ class CommandRunner:
 def _request_id(payload: bytes) -> str | None:
     """The request id of a payload, when one can be read even from an invalid command."""
     try:
-        data = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
+        data = load_payload(payload)
+    except ValueError:
         return None
     value = data.get("request_id") if isinstance(data, dict) else None
     return value[:64] if isinstance(value, str) else None

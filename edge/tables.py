@@ -80,3 +80,16 @@ class AlertRow(Base):
     raised_seq: Mapped[int] = mapped_column(Integer, nullable=False)
     cleared_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     cleared_seq: Mapped[int | None] = mapped_column(Integer)
+
+
+class WebSessionRow(Base):
+    """A signed-in browser; the cookie holds a token whose SHA-256 is `token_hash`."""
+
+    __tablename__ = "web_sessions"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    grant: Mapped[str] = mapped_column(String(32), nullable=False)  # which password hash
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    client: Mapped[str] = mapped_column(String(64), nullable=False)
+    user_agent: Mapped[str] = mapped_column(String(200), nullable=False)

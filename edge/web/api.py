@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from flask import Blueprint, Response, abort, jsonify, request, send_file
@@ -38,10 +38,12 @@ def readyz() -> tuple[Response, int]:
     except Exception as exc:  # any failure means not ready; the detail goes to the log
         log.error("readiness: database check failed", extra={"error": str(exc)})
         checks["database"] = "error"
-    camera_open = ctx.device.status().get("camera_open", True)
-    checks["camera"] = "ok" if camera_open else "error"
+    device = ctx.device.status()
+    checks["camera"] = "ok" if device.get("camera_open", True) else "error"
+    checks["workers"] = "ok" if device.get("workers_up", True) else "error"
     ready = all(v == "ok" for v in checks.values())
-    return jsonify(ready=ready, checks=checks), 200 if ready else 503
+    body = jsonify(ready=ready, checks=checks, problems=device.get("worker_problems", []))
+    return body, 200 if ready else 503
 
 
 @bp.get("/metrics")
@@ -80,26 +82,37 @@ def _int(value: str | None, name: str) -> int | None:
     if value is None:
         return None
     try:
-        return int(value)
+        number = int(value) if len(value) <= 20 else queries.SEQ_MAX + 1
     except ValueError:
-        raise ValueError(f"{name} must be a whole number, got {value!r}") from None
+        raise ValueError(f"{name} must be a whole number, got {value[:40]!r}") from None
+    if not -queries.SEQ_MAX <= number <= queries.SEQ_MAX:
+        raise ValueError(f"{name} must be between {-queries.SEQ_MAX} and {queries.SEQ_MAX}")
+    return number
 
 
 def _parse_since(value: str | None) -> datetime | None:
     if value is None:
         return None
     try:
+        if not value.isascii() or not value.isprintable():
+            raise ValueError  # fromisoformat lets a NUL through as a separator
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise ValueError(f"since must be an ISO 8601 time, got {value!r}") from None
+        raise ValueError(f"since must be an ISO 8601 time, got {value[:40]!r}") from None
     if parsed.tzinfo is None:
         raise ValueError("since needs a time zone, e.g. 2026-03-02T08:00:00Z")
-    return parsed
+    try:
+        # Converted here, where an offset that pushes it past year 1..9999 is a clear 400.
+        return parsed.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError("since is out of range (years 1 to 9999 in UTC)") from None
 
 
 @bp.get("/api/v1/images/<int:seq>")
 def image(seq: int) -> Response:
     """A stored photo; `overlay=1` for the plant mask, `size=thumb|medium` for a smaller copy."""
+    if seq > queries.SEQ_MAX:
+        abort(404)
     ctx = web()
     overlay = request.args.get("overlay") == "1"
     size = request.args.get("size")

@@ -65,6 +65,8 @@ def create_app(
         load_password_hash(settings.password_hash, data_dir),
         LoginLimiter(settings.login_attempts, settings.login_window_s),
         token,
+        store.engine,
+        timedelta(hours=settings.session_hours),
     )
     app.extensions[EXTENSION] = WebContext(
         settings=settings,

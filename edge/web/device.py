@@ -31,6 +31,8 @@ class DeviceStatus(TypedDict, total=False):
     captures_ok: int
     captures_failed: int
     skipped_dark: int
+    workers_up: bool  # False while a crashed worker thread waits to be restarted
+    worker_problems: list[str]
 
 
 class DeviceView(Protocol):

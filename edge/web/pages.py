@@ -145,6 +145,8 @@ def photos_of_day(day: str) -> str:
 @bp.get("/photo/<int:seq>")
 def photo(seq: int) -> str:
     """One photo with its plant mask and measurements."""
+    if seq > queries.SEQ_MAX:  # no such seq can be stored, and SQLite cannot even compare it
+        abort(404)
     ctx = web()
     obs = ctx.store.get(seq)
     if obs is None:

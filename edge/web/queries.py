@@ -16,6 +16,8 @@ from edge.protocol import Observation
 from edge.store import Store
 from edge.tables import ObservationRow, OutboxRow
 
+SEQ_MAX = 2**63 - 1  # SQLite's INTEGER: no larger seq exists, and SQLite cannot bind one
+
 
 @dataclass(frozen=True, slots=True)
 class Latest:

@@ -87,7 +87,11 @@ def test_an_image_pruned_from_disk_is_404(fresh_device: AgentDevice) -> None:
 def test_readyz_reports_the_database_and_camera(user: FlaskClient) -> None:
     response = user.get("/readyz")
     assert response.status_code == 200
-    assert body(response) == {"ready": True, "checks": {"database": "ok", "camera": "ok"}}
+    assert body(response) == {
+        "ready": True,
+        "checks": {"database": "ok", "camera": "ok", "workers": "ok"},
+        "problems": [],
+    }
 
 
 def test_metrics_expose_the_agents_registry_to_a_signed_in_user(user: FlaskClient) -> None:
