@@ -101,3 +101,57 @@ def test_int8_agrees_with_float(manifest: dict, predictions: dict[str, np.ndarra
     assert agreement >= 0.95
     recorded = manifest["metrics"]["test"]["int8_float_top1_agreement"]
     assert agreement == pytest.approx(recorded, abs=TOLERANCE)
+
+
+@functools.cache
+def _assess_test(dataset: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Calibrated probabilities, OOD scores and in-distribution flags on the test split."""
+    with (MODEL_DIR / "split.csv").open(newline="") as fh:
+        files = [r["file"] for r in csv.DictReader(fh) if r["split"] == "test"]
+    clf = load_classifier(MODEL_DIR, delegate="cpu", threads=2)
+    results = []
+    for start in range(0, len(files), 32):
+        images = [load_rgb(str(dataset / f)) for f in files[start : start + 32]]
+        results.extend(clf.assess_batch(images))
+    probs = np.array([[a.scores[lab] for lab in clf.labels] for a in results])
+    return (
+        probs,
+        np.array([a.ood_score for a in results]),
+        np.array([a.in_distribution for a in results]),
+    )
+
+
+def test_calibration_lowers_the_recorded_test_ece(
+    leaf_dataset: Path, manifest: dict, test_rows: list[dict[str, str]]
+) -> None:
+    from models.calibrate import ece
+
+    labels = manifest["labels"]
+    truth = np.array([labels.index(r["class"]) for r in test_rows])
+    probs, _, _ = _assess_test(leaf_dataset)
+    recorded = manifest["calibration"]["ece_test"]
+    got = ece(probs, truth, manifest["calibration"]["ece_bins"])
+    assert got == pytest.approx(recorded["after"], abs=TOLERANCE)
+    assert got < recorded["before"]
+
+
+def test_recorded_share_of_test_leaves_is_assessed(leaf_dataset: Path, manifest: dict) -> None:
+    method = manifest["ood"]["method"]
+    recorded = manifest["ood"]["candidates"][method]["test_assessed_share"]
+    _, _, assessed = _assess_test(leaf_dataset)
+    assert float(np.mean(assessed)) == pytest.approx(recorded, abs=TOLERANCE)
+
+
+def test_recorded_share_of_out_of_distribution_images_is_unknown(
+    leaf_dataset: Path, manifest: dict
+) -> None:
+    from models.calibrate import ood_images
+    from models.data import read_split
+
+    test = [s for s in read_split(MODEL_DIR / "split.csv") if s.split == "test"]
+    clf = load_classifier(MODEL_DIR, delegate="cpu", threads=2)
+    method = manifest["ood"]["method"]
+    recorded = manifest["ood"]["candidates"][method]["unknown_share"]
+    for name, images in ood_images(leaf_dataset, test).items():
+        unknown = np.mean([not a.in_distribution for a in clf.assess_batch(images)])
+        assert float(unknown) == pytest.approx(recorded[name], abs=0.03), name

@@ -35,6 +35,7 @@ class OpenedModel:
     interpreter: Any
     backend: str
     model_file: ModelFile
+    variant: str = "int8"
 
 
 def import_runtime() -> Runtime:
@@ -138,4 +139,4 @@ def open_model(manifest: ModelManifest, variant: str, delegate: str, threads: in
         raise ModelIntegrityError(
             f"model file {model_file.path} could not be loaded by {runtime.name} ({kind}): {exc}"
         ) from exc
-    return OpenedModel(interpreter, f"{runtime.name}-{kind}", model_file)
+    return OpenedModel(interpreter, f"{runtime.name}-{kind}", model_file, variant)
