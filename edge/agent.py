@@ -463,10 +463,14 @@ class Agent:
             self.link.notify()
         return {"resent": len(rows), "missing": _ranges(missing)}
 
-    def command_reset_baseline(self) -> dict[str, Any]:
+    def reset_baseline(self) -> None:
         """A new grow: forget the baseline; the next usable captures set a new one."""
         self.baseline.reset(self.store.engine)
         log.info("grow baseline reset; the next captures set a new one")
+
+    def command_reset_baseline(self) -> dict[str, Any]:
+        """The reset-baseline command."""
+        self.reset_baseline()
         return {"baseline_captures": self.baseline.size}
 
     def command_set_schedule(self, cmd: SetScheduleCommand) -> dict[str, Any]:
