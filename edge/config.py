@@ -164,6 +164,12 @@ class HealthConfig(Section):
         le=100,
         description="Plant cover at or above this is a leaf close-up, classified whole.",
     )
+    min_confidence: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="A verdict below this calibrated confidence is unknown: the model is unsure.",
+    )
     zone_tile_px: int = Field(
         80, ge=16, le=1024, description="Zone tile side at analysis resolution, in pixels."
     )

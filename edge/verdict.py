@@ -26,6 +26,7 @@ TOO_DARK = "too dark to judge the leaves"
 TOO_BRIGHT = "too bright: the leaves are washed out"
 UNFAMILIAR = "not a leaf close-up the model knows"
 UNFAMILIAR_CANOPY = "most of the canopy looks unlike the leaves the model knows"
+UNSURE = "the model is unsure about these leaves"
 
 
 class Assessor(Protocol):
@@ -87,6 +88,8 @@ def judge(
     if grid is None or not zones:
         if reason is None and not whole.in_distribution:
             reason = UNFAMILIAR
+        if reason is None and whole.confidence < config.min_confidence:
+            reason = UNSURE
         health = _block(whole.label, whole.confidence, whole.scores, whole.ood_score, reason)
         return Verdict(health, np.asarray(whole.embedding, dtype=np.float32))
     embedding = _normalised([z.embedding for z in zones])
@@ -96,6 +99,8 @@ def judge(
     if scores is None:
         scores = {k: _r(v) for k, v in whole.scores.items()}
     label = max(scores, key=lambda k: scores[k])
+    if reason is None and scores[label] < config.min_confidence:
+        reason = UNSURE
     zone_grid = ZoneGrid(rows=grid.rows, cols=grid.cols, tile_px=grid.tile_px, cells=cells)
     health = _block(label, scores[label], scores, whole.ood_score, reason)
     health = health.model_copy(update={"zones": zone_grid, "summary": summary})
