@@ -1,13 +1,18 @@
-"""Plant-health inference cost: int8 vs float latency, and classify() vs a bare invoke().
+"""Plant-health inference cost: int8 vs float latency, classify() vs a bare invoke(), and
+the verdict path: assess() of a whole image, assess_batch() of the tiles of a 640x480
+analysis image, the out-of-distribution score, and peak RSS.
 
 Run from the repository root: python bench/inference.py [--model DIR] [--runs N]
-All timings use one interpreter thread on the CPU; medians in milliseconds.
+All timings use one interpreter thread on the CPU; medians in milliseconds. Every figure
+is printed with its ratio against a baseline measured in the same run (goals: 12 tiles
+<= 4x one classify, OOD score <= 10 % of one classify).
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import resource
 import statistics
 import time
 from collections.abc import Callable
@@ -15,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.inference import bundled_model_dir, load_classifier
+from edge.inference import PlantHealthClassifier, bundled_model_dir, load_classifier
 
 FRAMES = {"224x224": (224, 224), "640x480": (480, 640), "1920x1080": (1080, 1920)}
 
@@ -49,6 +54,52 @@ def bare_invoke_ms(model_path: Path, runs: int) -> float:
     return median_ms(interpreter.invoke, runs)
 
 
+def tiles(frame: np.ndarray, side: int) -> list[np.ndarray]:
+    """The side x side tiles covering ``frame`` (a 640x480 frame at 160 px gives 12)."""
+    h, w = frame.shape[:2]
+    return [frame[y : y + side, x : x + side] for y in range(0, h - side + 1, side)
+            for x in range(0, w - side + 1, side)]  # fmt: skip
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def verdict_table(clf: PlantHealthClassifier, frame: np.ndarray, runs: int) -> None:
+    """Time the verdict path against one classify() of the same frame."""
+    base = median_ms(functools.partial(clf.classify, frame), runs)
+    parts = tiles(frame, clf.input_size)
+    rows = [
+        ("classify() 640x480 (baseline)", base),
+        ("assess() 640x480", median_ms(functools.partial(clf.assess, frame), runs)),
+        (
+            f"assess_batch() {len(parts)} tiles of {clf.input_size}px",
+            median_ms(functools.partial(clf.assess_batch, parts), runs),
+        ),
+        (
+            f"classify() x {len(parts)} tiles, one by one",
+            median_ms(lambda: [clf.classify(t) for t in parts], max(10, runs // 10)),
+        ),
+        (
+            f"per capture: assess() + assess_batch({len(parts)})",
+            median_ms(lambda: (clf.assess(frame), clf.assess_batch(parts)), max(10, runs // 5)),
+        ),
+    ]
+    probs, logits, emb = clf.features([frame])
+    scorer = clf.ood_scorer
+    rows.append(
+        (
+            f"OOD score alone ({scorer.spec.method if scorer.spec else 'off'})",
+            median_ms(lambda: scorer(probs, logits, emb), runs * 5),
+        )
+    )
+    print(f"\n{'verdict path (int8, 1 thread)':48} {'ms':>9} {'x classify':>11}")
+    for name, ms in rows:
+        print(f"{name:48} {ms:9.3f} {ms / base:11.3f}")
+    print("goals: tiles <= 4x classify, OOD score <= 0.10x classify")
+
+
 def main() -> None:
     """Print the latency table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -60,6 +111,7 @@ def main() -> None:
     frames = {k: rng.integers(0, 256, (*hw, 3), dtype=np.uint8) for k, hw in FRAMES.items()}
 
     print(f"model folder: {model_dir}   threads: 1   runs: {args.runs}")
+    rss_start = peak_rss_mib()
     header = f"{'variant':8} {'backend':12} {'invoke ms':>10}"
     header += "".join(f" {'classify ' + k:>20} {'ratio':>6}" for k in FRAMES)
     print(header)
@@ -73,6 +125,15 @@ def main() -> None:
             row += f" {ms:20.2f} {ms / invoke:6.2f}"
         print(row)
     print("ratio = classify() end to end (crop, resize, quantize, invoke, decode) / bare invoke()")
+
+    clf = load_classifier(model_dir, delegate="cpu", threads=1)
+    clf.classify(frames["640x480"])
+    rss_loaded = peak_rss_mib()
+    verdict_table(clf, frames["640x480"], args.runs)
+    rss_batched = peak_rss_mib()
+    print(f"\npeak RSS MiB: before models {rss_start:.1f}, after loading and classify "
+          f"{rss_loaded:.1f} (baseline), after tiles batches {rss_batched:.1f} "
+          f"(x{rss_batched / rss_loaded:.3f})")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -185,6 +185,11 @@ class PlantHealthClassifier:
         return self._embedding_size
 
     @property
+    def ood_scorer(self) -> OodScorer:
+        """The out-of-distribution scorer assess() applies (exposed for benchmarks)."""
+        return self._ood
+
+    @property
     def ood_threshold(self) -> float:
         """Out-of-distribution scores above this are "not like the training data"."""
         return self._ood.threshold
