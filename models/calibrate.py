@@ -23,7 +23,12 @@ import numpy.typing as npt
 
 from edge.inference import PlantHealthClassifier, load_classifier
 from edge.inference.manifest import encode_array, sha256_hex
-from edge.inference.ood import MahalanobisScorer, energy_score, max_softmax_score
+from edge.inference.ood import (
+    ExposureScorer,
+    MahalanobisScorer,
+    energy_score,
+    max_softmax_score,
+)
 from edge.inference.preprocess import load_rgb, resize_square
 from models import ood_sets
 from models.data import Sample, read_split
@@ -127,6 +132,45 @@ def fit_mahalanobis(
     }
 
 
+def fit_exposure(
+    maha: MahalanobisScorer,
+    inside: npt.NDArray[np.float32],
+    outside: npt.NDArray[np.float32],
+    l2: float = 1e-5,
+    steps: int = 6000,
+) -> npt.NDArray[np.float32]:
+    """Logistic regression, training leaves (0) vs generated non-leaf images (1), on the
+    embedding plus the standardised Mahalanobis score; returns ExposureScorer's array."""
+    m_in = maha(inside)
+    mean, std = float(m_in.mean()), float(m_in.std() + 1e-9)
+    emb = np.concatenate([inside, outside]).astype(np.float64)
+    m = (np.concatenate([m_in, maha(outside)]) - mean) / std
+    x = np.column_stack([emb, m, np.ones(len(emb))])
+    y = np.concatenate([np.zeros(len(inside)), np.ones(len(outside))])
+    weight = np.where(y == 1, 0.5 / len(outside), 0.5 / len(inside))  # balanced classes
+    w = np.zeros(x.shape[1])
+    lr, v, g2 = 0.05, np.zeros_like(w), np.zeros_like(w)
+    for step in range(1, steps + 1):  # Adam on the weighted log-loss
+        p = 1.0 / (1.0 + np.exp(-np.clip(x @ w, -30, 30)))
+        grad = x.T @ (weight * (p - y)) + l2 * np.r_[w[:-1], 0.0]
+        v = 0.9 * v + 0.1 * grad
+        g2 = 0.999 * g2 + 0.001 * grad**2
+        w -= lr * (v / (1 - 0.9**step)) / (np.sqrt(g2 / (1 - 0.999**step)) + 1e-8)
+    return np.concatenate([w[:-2], [w[-2], mean, std, w[-1]]]).astype(np.float32)
+
+
+def exposure_images(data_dir: Path, train: Sequence[Sample]) -> list[npt.NDArray[np.uint8]]:
+    """Generated non-leaf images for fitting (other seeds and leaves than the OOD sets)."""
+    leaves = [load_rgb(str(data_dir / s.file)) for s in train[::13][:80]]
+    return [
+        *ood_sets.synthetic_canopies(120, seed=5000),
+        *ood_sets.textures(60, seed=6000),
+        *ood_sets.scenes(60, seed=7000),
+        *ood_sets.dark_frames(leaves[:30]),
+        *ood_sets.colour_shifted(leaves),
+    ]
+
+
 def knn_score(bank: npt.NDArray[np.float32], emb: npt.NDArray[np.float32], k: int = 10) -> F64:
     """1 - cosine similarity to the k-th nearest training embedding (measured, not shipped)."""
     sims = emb @ bank.T
@@ -212,12 +256,16 @@ def calibrate(data_dir: Path, model_dir: Path) -> dict[str, Any]:
     }
     maha = {dims: MahalanobisScorer(**arrays) for dims, arrays in maha_arrays.items()}
     bank = feats["train"][2]
+    exposure_out = features(clf, exposure_images(args.data, split["train"]))[2]
+    linear = {dims: fit_exposure(m, bank, exposure_out) for dims, m in maha.items()}
+    exposure = {dims: ExposureScorer(maha[dims], linear[dims]) for dims in maha}
 
     def scores_of(probs: F64, logits: F64, emb: npt.NDArray[np.float32]) -> dict[str, F64]:
         return {
             "max_softmax": max_softmax_score(softmax(logits / temperature)),
             "energy": energy_score(logits, temperature),
             **{f"mahalanobis_{dims}d": scorer(emb) for dims, scorer in maha.items()},
+            **{f"mahalanobis_{d}d_exposure": scorer(emb) for d, scorer in exposure.items()},
             "knn_cosine_k10": knn_score(bank, emb),
         }
 
@@ -247,24 +295,39 @@ def calibrate(data_dir: Path, model_dir: Path) -> dict[str, Any]:
         log.info("%s: %s", method, table[method])
     shippable = [m for m in methods if m != "knn_cosine_k10"]
     chosen = max(shippable, key=lambda m: table[m]["auroc_all_val"])
+    method, dims = chosen, 0
+    if chosen.startswith("mahalanobis"):
+        parts = chosen.split("_")
+        dims = int(parts[1][:-1])
+        method = "mahalanobis_exposure" if chosen.endswith("_exposure") else "mahalanobis"
     ood: dict[str, Any] = {
-        "method": chosen.split("_")[0] if chosen.startswith("mahalanobis") else chosen,
+        "method": method,
         "candidate": chosen,
         "threshold": table[chosen]["threshold_val_p95"],
         "threshold_rule": f"{THRESHOLD_QUANTILE:.0%} quantile of the validation split's scores",
         "chosen_by": "highest AUROC of validation leaves vs all out-of-distribution sets "
         "(the test figures are reported, not used for the choice)",
         "sets": {n: len(f[0]) for n, f in out_sets.items()},
+        "exposure_images": len(exposure_out),
         "candidates": table,
     }
-    if chosen.startswith("mahalanobis"):
-        dims = int(chosen.split("_")[1][:-1])
-        ood["arrays"] = {k: encode_array(v, "float16") for k, v in maha_arrays[dims].items()}
+    if dims:
+        arrays = dict(maha_arrays[dims])
         ood["embedding"] = (
             f"L2-normalised {bank.shape[1]}-value pooled features (penultimate layer), "
             f"PCA to {dims} dims whitened by the shared within-class covariance "
-            "of the training split; score = squared distance to the nearest class mean"
+            "of the training split; Mahalanobis = squared distance to the nearest class mean"
         )
+        if method == "mahalanobis_exposure":
+            arrays["linear"] = linear[dims]
+            ood["embedding"] += (
+                f"; plus a logistic regression on the embedding and the standardised "
+                f"Mahalanobis distance, fitted on the training leaves vs {len(exposure_out)} "
+                "generated non-leaf images (outlier exposure; other seeds and leaves than "
+                "the evaluation sets)"
+            )
+        ood["arrays"] = {k: encode_array(v, "float32" if k == "linear" else "float16")
+                         for k, v in arrays.items()}  # fmt: skip
     manifest["calibration"] = calibration
     manifest["ood"] = ood
     for sp, scores in (("val", in_val[chosen]), ("test", in_test[chosen])):

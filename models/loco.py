@@ -44,18 +44,24 @@ def hold_out(
     by_split = {sp: [s for s in kept if s.split == sp] for sp in ("train", "val", "test")}
     folder.mkdir(parents=True, exist_ok=True)
     write_split(kept, folder / "split.csv")
-    targs = train_args(["--epochs", str(args.epochs), "--seed", str(args.seed)])
-    x_train = load_images(args.data, by_split["train"], SOURCE_SIZE)
-    y_train = np.array([LABELS.index(s.label) for s in by_split["train"]])
-    x_val = load_images(args.data, by_split["val"], targs.size)
-    y_val = np.array([LABELS.index(s.label) for s in by_split["val"]])
-    model, best = train(targs, x_train, y_train, x_val, y_val)
-    int8 = to_int8_tflite(model, targs.size, calibration_set(x_train, targs.seed, targs.size))
-    write_model_files(folder, LABELS, to_float_tflite(model, targs.size), int8)
-    data = {"fingerprint": "", "images": len(kept), "split_counts": {}}
-    settings = {"epochs": args.epochs, "selected_epoch": best["epoch"]}
-    manifest = build_manifest(folder, "loco", LABELS, targs.size, settings, data)
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    if args.reuse and (folder / "manifest.json").is_file():
+        # Re-calibrate and re-judge a model trained earlier (e.g. after a change of OOD method).
+        best = json.loads((folder / "manifest.json").read_text())["training"]
+        best = {"epoch": best["selected_epoch"]}
+    else:
+        targs = train_args(["--epochs", str(args.epochs), "--seed", str(args.seed)])
+        x_train = load_images(args.data, by_split["train"], SOURCE_SIZE)
+        y_train = np.array([LABELS.index(s.label) for s in by_split["train"]])
+        x_val = load_images(args.data, by_split["val"], targs.size)
+        y_val = np.array([LABELS.index(s.label) for s in by_split["val"]])
+        model, best = train(targs, x_train, y_train, x_val, y_val)
+        calib = calibration_set(x_train, targs.seed, targs.size)
+        int8 = to_int8_tflite(model, targs.size, calib)
+        write_model_files(folder, LABELS, to_float_tflite(model, targs.size), int8)
+        data = {"fingerprint": "", "images": len(kept), "split_counts": {}}
+        settings = {"epochs": args.epochs, "selected_epoch": best["epoch"]}
+        manifest = build_manifest(folder, "loco", LABELS, targs.size, settings, data)
+        (folder / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     manifest = calibrate(args.data, folder)
 
     clf = load_classifier(folder, delegate="cpu", threads=2)
@@ -94,7 +100,7 @@ def hold_out(
         "false_alarm_rate_without_ood": round(
             float(np.mean([a.label != "healthy" for a in verdicts])), 4
         ),
-        "ood_method": manifest["ood"]["method"],
+        "ood_method": manifest["ood"].get("candidate", manifest["ood"]["method"]),
         "ood_auroc_test_vs_held_out_healthy": round(
             auroc(np.array([a.ood_score for a in test]), np.array([a.ood_score for a in verdicts])),
             4,
@@ -118,6 +124,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=16)
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--crops", nargs="*", default=None)
+    parser.add_argument(
+        "--reuse", action="store_true", help="re-calibrate models already in --work, no training"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     samples = read_split(args.record / "split.csv")

@@ -158,9 +158,11 @@ class PlantHealthClassifier:
         self._embedding_size = n if embedding is None else int(embedding["shape"][1])
         self._ood = OodScorer(manifest.ood, self.temperature)
         self._ood.check_embedding_size(self._embedding_size)
-        needs = {"energy": "logits", "mahalanobis": "embedding"}.get(
-            "" if manifest.ood is None else manifest.ood.method
-        )
+        needs = {
+            "energy": "logits",
+            "mahalanobis": "embedding",
+            "mahalanobis_exposure": "embedding",
+        }.get("" if manifest.ood is None else manifest.ood.method)
         if needs is not None and needs not in chosen:
             raise ManifestError(
                 f"ood method {manifest.ood.method} needs the {needs} output "  # type: ignore[union-attr]
