@@ -66,36 +66,45 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def interleaved_ms(fns: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
+    """Median ms of each function, timed in alternating rounds so load spikes hit all alike."""
+    for fn in fns.values():
+        for _ in range(3):
+            fn()
+    times: dict[str, list[int]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter_ns()
+            fn()
+            times[name].append(time.perf_counter_ns() - start)
+    return {name: statistics.median(t) / 1e6 for name, t in times.items()}
+
+
 def verdict_table(clf: PlantHealthClassifier, frame: np.ndarray, runs: int) -> None:
     """Time the verdict path against one classify() of the same frame."""
-    base = median_ms(functools.partial(clf.classify, frame), runs)
     parts = tiles(frame, clf.input_size)
-    rows = [
-        ("classify() 640x480 (baseline)", base),
-        ("assess() 640x480", median_ms(functools.partial(clf.assess, frame), runs)),
-        (
-            f"assess_batch() {len(parts)} tiles of {clf.input_size}px",
-            median_ms(functools.partial(clf.assess_batch, parts), runs),
-        ),
-        (
-            f"classify() x {len(parts)} tiles, one by one",
-            median_ms(lambda: [clf.classify(t) for t in parts], max(10, runs // 10)),
-        ),
-        (
-            f"per capture: assess() + assess_batch({len(parts)})",
-            median_ms(lambda: (clf.assess(frame), clf.assess_batch(parts)), max(10, runs // 5)),
-        ),
-    ]
     probs, logits, emb = clf.features([frame])
     scorer = clf.ood_scorer
-    rows.append(
-        (
-            f"OOD score alone ({scorer.spec.method if scorer.spec else 'off'})",
-            median_ms(lambda: scorer(probs, logits, emb), runs * 5),
-        )
+    n = len(parts)
+    fns: dict[str, Callable[[], object]] = {
+        "classify() 640x480 (baseline)": functools.partial(clf.classify, frame),
+        "assess() 640x480": functools.partial(clf.assess, frame),
+        f"assess_batch() {n} tiles of {clf.input_size}px": functools.partial(
+            clf.assess_batch, parts
+        ),
+        f"assess() x {n} tiles, one by one": lambda: [clf.assess(t) for t in parts],
+        f"OOD score alone ({scorer.spec.method if scorer.spec else 'off'})": lambda: scorer(
+            probs, logits, emb
+        ),
+    }
+    result = interleaved_ms(fns, max(20, runs // 4))
+    # Alternating batch sizes (whole image, then tiles) reallocates the tensors each time.
+    result[f"per capture: assess() then assess_batch({n})"] = median_ms(
+        lambda: (clf.assess(frame), clf.assess_batch(parts)), max(10, runs // 10), warmup=2
     )
+    base = result["classify() 640x480 (baseline)"]
     print(f"\n{'verdict path (int8, 1 thread)':48} {'ms':>9} {'x classify':>11}")
-    for name, ms in rows:
+    for name, ms in result.items():
         print(f"{name:48} {ms:9.3f} {ms / base:11.3f}")
     print("goals: tiles <= 4x classify, OOD score <= 0.10x classify")
 
@@ -112,6 +121,14 @@ def main() -> None:
 
     print(f"model folder: {model_dir}   threads: 1   runs: {args.runs}")
     rss_start = peak_rss_mib()
+    clf = load_classifier(model_dir, delegate="cpu", threads=1)
+    clf.classify(frames["640x480"])
+    rss_loaded = peak_rss_mib()
+    verdict_table(clf, frames["640x480"], args.runs)
+    rss_batched = peak_rss_mib()
+    print(f"\npeak RSS MiB: before models {rss_start:.1f}, after loading and classify "
+          f"{rss_loaded:.1f} (baseline), after tiles batches {rss_batched:.1f} "
+          f"(x{rss_batched / rss_loaded:.3f})")  # fmt: skip
     header = f"{'variant':8} {'backend':12} {'invoke ms':>10}"
     header += "".join(f" {'classify ' + k:>20} {'ratio':>6}" for k in FRAMES)
     print(header)
@@ -125,15 +142,6 @@ def main() -> None:
             row += f" {ms:20.2f} {ms / invoke:6.2f}"
         print(row)
     print("ratio = classify() end to end (crop, resize, quantize, invoke, decode) / bare invoke()")
-
-    clf = load_classifier(model_dir, delegate="cpu", threads=1)
-    clf.classify(frames["640x480"])
-    rss_loaded = peak_rss_mib()
-    verdict_table(clf, frames["640x480"], args.runs)
-    rss_batched = peak_rss_mib()
-    print(f"\npeak RSS MiB: before models {rss_start:.1f}, after loading and classify "
-          f"{rss_loaded:.1f} (baseline), after tiles batches {rss_batched:.1f} "
-          f"(x{rss_batched / rss_loaded:.3f})")  # fmt: skip
 
 
 if __name__ == "__main__":
