@@ -16,18 +16,23 @@ U8 = npt.NDArray[np.uint8]
 
 
 def synthetic_canopies(count: int, seed: int) -> Iterator[U8]:
-    """Whole frames and 160-px tiles of the synthetic camera's canopy, young to yellowing."""
+    """Synthetic-camera canopies, young to yellowing: whole 1280x960 frames and 160-px tiles
+    with plant in them from the 640x480 analysis image (what the device classifies)."""
     for i in range(count):
         settings = SyntheticCameraSettings(
-            width=640, height=480, plants=1 + i % 6, seed=seed + i, yellowing_onset_day=20.0
+            plants=1 + i % 6, seed=seed + i, yellowing_onset_day=20.0
         )
         camera = SyntheticCamera(settings, clock=None)  # type: ignore[arg-type]
-        image, _ = camera.render(6.0 + 3.0 * (i % 10))
-        if i % 2:
+        image, mask = camera.render(6.0 + 2.0 * (i % 12))
+        if i % 3 == 0:
             yield image
-        else:
-            top, left = (i * 37) % 320, (i * 91) % 480
-            yield np.ascontiguousarray(image[top : top + 160, left : left + 160])
+            continue
+        small = cv2.resize(image, (640, 480), interpolation=cv2.INTER_AREA)
+        cover = cv2.resize(mask.astype(np.float32), (640, 480), interpolation=cv2.INTER_AREA)
+        cells = [(y, x) for y in range(0, 480, 160) for x in range(0, 640, 160)]
+        planted = [c for c in cells if cover[c[0] : c[0] + 160, c[1] : c[1] + 160].mean() > 0.2]
+        y, x = (planted or cells)[i % len(planted or cells)]
+        yield np.ascontiguousarray(small[y : y + 160, x : x + 160])
 
 
 def textures(count: int, seed: int) -> Iterator[U8]:

@@ -470,3 +470,21 @@ def test_bad_calibration_or_ood_settings_are_named(
     (model_copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelError, match=re.escape(words)):
         load_classifier(model_copy, delegate="cpu")
+
+
+def test_one_interpreter_for_all_batch_sizes_when_no_second_can_be_built(
+    clf: PlantHealthClassifier, model_dir: Path
+) -> None:
+    import dataclasses
+
+    from edge.inference.manifest import read_manifest
+    from edge.inference.runtime import open_model
+
+    manifest = read_manifest(model_dir)
+    opened = dataclasses.replace(open_model(manifest, "int8", "cpu", 1), reopen=None)
+    single = PlantHealthClassifier(opened, manifest)  # as with a hardware delegate
+    images = _images(3)
+    for batch in (single.assess_batch(images), [single.assess(i) for i in images]):
+        for got, want in zip(batch, clf.assess_batch(images), strict=True):
+            assert got.label == want.label
+            assert got.scores == pytest.approx(want.scores, abs=1e-9)

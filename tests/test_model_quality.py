@@ -136,7 +136,7 @@ def test_calibration_lowers_the_recorded_test_ece(
 
 
 def test_recorded_share_of_test_leaves_is_assessed(leaf_dataset: Path, manifest: dict) -> None:
-    method = manifest["ood"]["method"]
+    method = manifest["ood"]["candidate"]
     recorded = manifest["ood"]["candidates"][method]["test_assessed_share"]
     _, _, assessed = _assess_test(leaf_dataset)
     assert float(np.mean(assessed)) == pytest.approx(recorded, abs=TOLERANCE)
@@ -150,7 +150,7 @@ def test_recorded_share_of_out_of_distribution_images_is_unknown(
 
     test = [s for s in read_split(MODEL_DIR / "split.csv") if s.split == "test"]
     clf = load_classifier(MODEL_DIR, delegate="cpu", threads=2)
-    method = manifest["ood"]["method"]
+    method = manifest["ood"]["candidate"]
     recorded = manifest["ood"]["candidates"][method]["unknown_share"]
     for name, images in ood_images(leaf_dataset, test).items():
         unknown = np.mean([not a.in_distribution for a in clf.assess_batch(images)])

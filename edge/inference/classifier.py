@@ -158,9 +158,11 @@ class PlantHealthClassifier:
         self._embedding_size = n if embedding is None else int(embedding["shape"][1])
         self._ood = OodScorer(manifest.ood, self.temperature)
         self._ood.check_embedding_size(self._embedding_size)
-        needs = {"energy": "logits", "mahalanobis": "embedding"}.get(
-            "" if manifest.ood is None else manifest.ood.method
-        )
+        needs = {
+            "energy": "logits",
+            "mahalanobis": "embedding",
+            "mahalanobis_exposure": "embedding",
+        }.get("" if manifest.ood is None else manifest.ood.method)
         if needs is not None and needs not in chosen:
             raise ManifestError(
                 f"ood method {manifest.ood.method} needs the {needs} output "  # type: ignore[union-attr]
@@ -170,8 +172,11 @@ class PlantHealthClassifier:
             self.input_quant.scale, self.input_quant.zero_point, in_detail["dtype"]
         )
         self._in_dtype = in_detail["dtype"]
-        self._resized = np.empty((size, size, 3), dtype=np.uint8)
+        self._square = np.empty((size, size, 3), dtype=np.uint8)
         self._input = np.empty((1, size, size, 3), dtype=self._in_dtype)
+        self._reopen = opened.reopen
+        self._batch: Any = None
+        self._batch_input = np.empty((0, size, size, 3), dtype=self._in_dtype)
         self._lock = threading.Lock()
 
     @property
@@ -185,38 +190,66 @@ class PlantHealthClassifier:
         return self._embedding_size
 
     @property
+    def ood_scorer(self) -> OodScorer:
+        """The out-of-distribution scorer assess() applies (exposed for benchmarks)."""
+        return self._ood
+
+    @property
     def ood_threshold(self) -> float:
         """Out-of-distribution scores above this are "not like the training data"."""
         return self._ood.threshold
 
-    def _read(self, detail: dict[str, Any]) -> Any:
+    def _read(self, interpreter: Any, detail: dict[str, Any]) -> Any:
         quantized = np.dtype(detail["dtype"]).kind in "iu"
-        raw = self._interpreter.get_tensor(int(detail["index"]))
+        raw = interpreter.get_tensor(int(detail["index"]))
         return _dequantize(raw, _quant_params(detail), quantized)
 
-    def _set_batch(self, count: int) -> None:
-        """Resize the input tensor to ``count`` images; reallocates only on a change."""
-        if self._input.shape[0] == count:
-            return
-        self._interpreter.resize_tensor_input(
+    def _resized(self, interpreter: Any, count: int) -> npt.NDArray[Any]:
+        interpreter.resize_tensor_input(
             self._in_index, [count, self.input_size, self.input_size, 3]
         )
-        self._interpreter.allocate_tensors()
-        self._input = np.empty((count, self.input_size, self.input_size, 3), self._in_dtype)
+        interpreter.allocate_tensors()
+        return np.empty((count, self.input_size, self.input_size, 3), self._in_dtype)
+
+    def _interpreter_for(self, count: int) -> tuple[Any, npt.NDArray[Any]]:
+        """The interpreter and input buffer for ``count`` images.
+
+        Single images use the interpreter as loaded; batches use a second interpreter
+        (when the runtime can build one, i.e. on the CPU) so that alternating whole-image
+        and tile calls do not reallocate tensors every time. An interpreter is resized,
+        and reallocated, only when its batch size changes.
+        """
+        if self._reopen is None:  # one interpreter for all batch sizes
+            if self._input.shape[0] != count:
+                self._input = self._resized(self._interpreter, count)
+            return self._interpreter, self._input
+        if count == 1:
+            return self._interpreter, self._input
+        if self._batch is None:
+            self._batch = self._reopen()
+        if self._batch_input.shape[0] != count:
+            self._batch_input = self._resized(self._batch, count)
+        return self._batch, self._batch_input
 
     def _invoke(self, rgbs: Sequence[npt.NDArray[np.uint8]]) -> _Outputs:
         for rgb in rgbs:
             check_rgb(rgb)
         with self._lock:
-            self._set_batch(len(rgbs))
+            interpreter, batch = self._interpreter_for(len(rgbs))
             for i, rgb in enumerate(rgbs):
-                resize_square(rgb, self.input_size, out=self._resized)
-                cv2.LUT(self._resized, self._lut, dst=self._input[i])
-            self._interpreter.set_tensor(self._in_index, self._input)
-            self._interpreter.invoke()
-            main = self._read(self._main)
-            logits = None if self._logit_detail is None else self._read(self._logit_detail)
-            emb = None if self._embedding_detail is None else self._read(self._embedding_detail)
+                resize_square(rgb, self.input_size, out=self._square)
+                cv2.LUT(self._square, self._lut, dst=batch[i])
+            interpreter.set_tensor(self._in_index, batch)
+            interpreter.invoke()
+            main = self._read(interpreter, self._main)
+            logits = (
+                None if self._logit_detail is None else self._read(interpreter, self._logit_detail)
+            )
+            emb = (
+                None
+                if self._embedding_detail is None
+                else self._read(interpreter, self._embedding_detail)
+            )
         if not np.all(np.isfinite(main)) or (
             logits is not None and not np.all(np.isfinite(logits))
         ):

@@ -22,7 +22,7 @@ MANIFEST_NAME = "manifest.json"
 LABELS_NAME = "labels.txt"
 OUTPUT_KINDS = ("probabilities", "logits")
 OUTPUT_TENSORS = ("probabilities", "logits", "embedding")
-OOD_METHODS = ("max_softmax", "energy", "mahalanobis")
+OOD_METHODS = ("max_softmax", "energy", "mahalanobis", "mahalanobis_exposure")
 
 
 @dataclass(frozen=True)

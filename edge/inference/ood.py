@@ -42,9 +42,10 @@ class MahalanobisScorer:
             raise ManifestError("ood arrays: centre and projection do not fit together")
         if class_means.ndim != 2 or class_means.shape[1] != projection.shape[1]:
             raise ManifestError("ood arrays: class_means do not fit the projection")
-        self.centre = centre.astype(np.float32)
-        self.projection = projection.astype(np.float32)
-        self.class_means = class_means.astype(np.float32)
+        # float64: a batch and a single image then agree to ~1e-12, whatever BLAS path runs.
+        self.centre = centre.astype(np.float64)
+        self.projection = projection.astype(np.float64)
+        self.class_means = class_means.astype(np.float64)
 
     @property
     def embedding_size(self) -> int:
@@ -53,9 +54,36 @@ class MahalanobisScorer:
 
     def __call__(self, embeddings: F32) -> F64:
         """Score each row of ``embeddings`` (N x D, L2-normalised)."""
-        z = (embeddings - self.centre) @ self.projection
+        z = (embeddings.astype(np.float64) - self.centre) @ self.projection
         d = ((z[:, None, :] - self.class_means[None, :, :]) ** 2).sum(axis=-1)
         return np.asarray(d.min(axis=1), dtype=np.float64)
+
+
+class ExposureScorer:
+    """Mahalanobis distance plus a linear outlier-exposure term on the embedding.
+
+    score = weights . embedding + maha_weight * (mahalanobis - maha_mean) / maha_std + bias,
+    a logistic regression fitted to separate training leaves from generated non-leaf
+    images (models/calibrate.py); higher means less like the training data.
+    """
+
+    def __init__(self, mahalanobis: MahalanobisScorer, linear: F32) -> None:
+        if linear.shape != (mahalanobis.embedding_size + 4,):
+            raise ManifestError("ood arrays: linear must hold D weights and 4 more values")
+        self.mahalanobis = mahalanobis
+        self.weights = linear[:-4].astype(np.float64)
+        self.maha_weight, self.maha_mean, self.maha_std, self.bias = (float(v) for v in linear[-4:])
+
+    @property
+    def embedding_size(self) -> int:
+        """Length of the embedding this scorer expects."""
+        return self.mahalanobis.embedding_size
+
+    def __call__(self, embeddings: F32) -> F64:
+        """Score each row of ``embeddings`` (N x D, L2-normalised)."""
+        maha = (self.mahalanobis(embeddings) - self.maha_mean) / self.maha_std
+        linear = embeddings.astype(np.float64) @ self.weights
+        return np.asarray(linear + self.maha_weight * maha + self.bias, dtype=np.float64)
 
 
 class OodScorer:
@@ -64,15 +92,18 @@ class OodScorer:
     def __init__(self, spec: OodSpec | None, temperature: float) -> None:
         self.spec = spec
         self.temperature = temperature
-        self._mahalanobis: MahalanobisScorer | None = None
-        if spec is not None and spec.method == "mahalanobis":
+        self._embedding_scorer: MahalanobisScorer | ExposureScorer | None = None
+        if spec is not None and spec.method in ("mahalanobis", "mahalanobis_exposure"):
             try:
                 arrays = spec.arrays
-                self._mahalanobis = MahalanobisScorer(
+                maha = MahalanobisScorer(
                     arrays["centre"], arrays["projection"], arrays["class_means"]
                 )
+                self._embedding_scorer = (
+                    maha if spec.method == "mahalanobis" else ExposureScorer(maha, arrays["linear"])
+                )
             except KeyError as exc:
-                raise ManifestError(f"ood method mahalanobis needs array {exc}") from None
+                raise ManifestError(f"ood method {spec.method} needs array {exc}") from None
 
     @property
     def enabled(self) -> bool:
@@ -86,9 +117,10 @@ class OodScorer:
 
     def check_embedding_size(self, size: int) -> None:
         """Raise ManifestError if the model's embedding does not fit the fitted arrays."""
-        if self._mahalanobis is not None and self._mahalanobis.embedding_size != size:
+        scorer = self._embedding_scorer
+        if scorer is not None and scorer.embedding_size != size:
             raise ManifestError(
-                f"ood arrays expect a {self._mahalanobis.embedding_size}-value embedding, "
+                f"ood arrays expect a {scorer.embedding_size}-value embedding, "
                 f"the model gives {size}"
             )
 
@@ -100,5 +132,5 @@ class OodScorer:
             return max_softmax_score(probs)
         if self.spec.method == "energy":
             return energy_score(logits, self.temperature)
-        assert self._mahalanobis is not None
-        return self._mahalanobis(embeddings)
+        assert self._embedding_scorer is not None
+        return self._embedding_scorer(embeddings)
