@@ -234,7 +234,8 @@ class AlertEngine:
                             "clear",
                             kind,
                             None,
-                            f"{metric} back to {value:.1f}% (baseline {baseline:.1f}%)",
+                            f"{kind.capitalize()} back to {value:.1f} % of the canopy "
+                            f"(baseline {baseline:.1f} %)",
                             value,
                             baseline,
                         )
@@ -250,7 +251,8 @@ class AlertEngine:
                                 "raise",
                                 kind,
                                 None,
-                                f"{metric} rose to {value:.1f}% from a baseline of {baseline:.1f}%",
+                                f"{kind.capitalize()} rose to {value:.1f} % of the canopy "
+                                f"from a baseline of {baseline:.1f} %",
                                 value,
                                 baseline,
                             )

@@ -279,3 +279,12 @@ def test_drift_that_persists_raises_canopy_changed_once_and_clears() -> None:
     values = [None, 0.4, 0.6, 3.5, 1.0, 3.2, 3.4, 4.0, 4.5, 5.0, 1.0, 0.8, 0.9]
     out = run(engine, [drifting(i + 1, v) for i, v in enumerate(values)])
     assert out == [(8, "raise", "drift"), (13, "clear", "drift")]
+
+
+def test_colour_alert_messages_are_in_the_growers_words() -> None:
+    engine = AlertEngine(CONFIG, [])
+    captures = [obs(i, yellow=2.0) for i in range(1, 7)] + [
+        obs(i, yellow=14.0) for i in range(7, 10)
+    ]
+    messages = [e.message for o in captures for e in engine.evaluate(o)]
+    assert messages == ["Yellowing rose to 14.0 % of the canopy from a baseline of 2.0 %"]
