@@ -95,16 +95,21 @@ class Observer:
         sample = None
         classifier = self.classifier  # a reload may swap it; use one for the whole frame
         if classifier is not None:
-            verdict = judge(
-                rgb,
-                analysis,
-                classifier,
-                self.config.health,
-                self.config.vision.px_per_cm,
-                frame.width,
-            )
-            health = verdict.health
-            if health.reason not in UNUSABLE:
+            try:
+                verdict = judge(
+                    rgb,
+                    analysis,
+                    classifier,
+                    self.config.health,
+                    self.config.vision.px_per_cm,
+                    frame.width,
+                )
+            except (CultivaiError, ValueError) as exc:
+                # A model that fails on one photo must not stop the canopy being measured.
+                log.error("plant-health model failed on this photo", extra={"error": str(exc)})
+                verdict = None
+            health = verdict.health if verdict else None
+            if verdict is not None and health is not None and health.reason not in UNUSABLE:
                 c = analysis.canopy
                 sample = Sample(
                     0,

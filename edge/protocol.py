@@ -69,6 +69,9 @@ class ImageBlock(Message):
     source: str = Field("", description="Camera source or file name.")
 
 
+MAX_ZONES = 4096  # a 64 x 64 grid: far finer than leaf scale on any supported camera
+
+
 class ZoneCell(Message):
     """The verdict on one zone (tile) of the canopy; unknown allowed."""
 
@@ -86,7 +89,7 @@ class ZoneGrid(Message):
     rows: int = Field(ge=1)
     cols: int = Field(ge=1)
     tile_px: int = Field(ge=1, description="Tile side at analysis resolution.")
-    cells: list[ZoneCell] = Field(default_factory=list)
+    cells: list[ZoneCell] = Field(default_factory=list, max_length=MAX_ZONES)
 
 
 class HealthSummary(Message):

@@ -48,3 +48,24 @@ def test_reset_baseline_command_forgets_it_and_new_captures_set_a_new_one(
     assert obs is not None and obs.health is not None and obs.health.drift is None
     assert agent.baseline.count == 1
     agent.close()
+
+
+class FailingModel:
+    """A model whose invoke fails on every photo (a corrupt delegate, say)."""
+
+    def assess_batch(self, rgbs: list[object]) -> list[object]:
+        from edge.errors import ModelError
+
+        raise ModelError("model produced no usable scores")
+
+
+def test_a_model_failing_on_a_photo_still_stores_the_canopy(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    agent = Agent(_config(tmp_path), clock=clock).start()
+    agent.observer.classifier = FailingModel()
+    agent.run(max_captures=2)
+    stored = agent.store.recent(5)
+    agent.close()
+    assert len(stored) == 2
+    assert all(o.health is None and o.canopy.cover_pct > 0 for o in stored)
