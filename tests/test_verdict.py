@@ -122,3 +122,17 @@ def test_drift_rises_when_the_canopy_starts_yellowing(classifier: Any) -> None:
     drifts = drift_series(classifier, start_day=16, days_per_capture=1.0, yellowing_onset_day=22)
     assert max(drifts[:2]) < 1.5  # before the yellowing shows
     assert drifts[-1] >= CONFIG.drift_alert
+
+
+def test_a_close_up_that_fills_the_frame_is_classified_whole(classifier: Any) -> None:
+    rgb = frame(start_day=26)
+    grid = tile_plant_region(analyze(rgb).plant_mask, 48, 0.9)  # the densest leaf tiles
+    assert grid.tiles, "the synthetic canopy should have solid leaf tiles by day 26"
+    t = max(grid.tiles, key=lambda tile: tile.plant_share)
+    close_up = np.ascontiguousarray(
+        np.kron(rgb[t.y0 : t.y1, t.x0 : t.x1], np.ones((6, 6, 1), np.uint8))
+    )
+    a = analyze(close_up)
+    assert a.canopy.cover_pct >= CONFIG.closeup_cover_pct
+    health = judge(close_up, a, classifier, CONFIG).health
+    assert health.zones is None and health.summary is None
