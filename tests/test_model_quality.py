@@ -172,3 +172,13 @@ def test_synthetic_camera_stand_ins_reproduce(manifest: dict) -> None:
     assert got["no_plant"]["whole_frame_unknown_share"] == 1.0
     assert got["lights_at_5_percent"]["whole_frame_unknown_share"] == 1.0
     assert got["healthy_phase"]["tile_problem_share"] <= 0.02
+
+
+def test_model_card_is_rendered_from_the_manifest(manifest: dict, tmp_path: Path) -> None:
+    from models.card import write_card
+
+    write_card(manifest, tmp_path / "card.md")
+    shipped = MODEL_DIR.parent / "README.md"
+    assert (tmp_path / "card.md").read_text() == shipped.read_text(), (
+        "models/README.md is out of date: run python -m models.card"
+    )
