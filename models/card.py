@@ -245,6 +245,41 @@ def _loco(manifest: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _synthetic(manifest: dict[str, Any]) -> str:
+    """The synthetic-camera stand-in results."""
+    syn = manifest.get("evaluation", {}).get("synthetic_camera")
+    if not syn:
+        return "Not measured for this model."
+    h = syn["healthy_phase"]
+    return "\n".join(
+        [
+            f"Measured by `python -m models.stand_ins` on the device's synthetic camera "
+            f"(1280x960 frames and the 160-px tiles with plant of the 640x480 analysis image; "
+            f"a problem verdict = assessed, not healthy, confidence >= "
+            f"{syn['alert_confidence']}).",
+            "",
+            "| case | frames | tiles | problem verdicts, frames | problem verdicts, tiles "
+            "| unknown, frames | unknown, tiles |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+            f"| healthy phase (days {h['days'][0]:g}-{h['days'][1]:g}, yellowing from day "
+            f"{h['yellowing_onset_day']:g}) | {h['frames']} | {h['tiles']} | "
+            f"{h['whole_frame_problem_share']:.1%} | {h['tile_problem_share']:.1%} | "
+            f"{h['whole_frame_unknown_share']:.1%} | {h['tile_unknown_share']:.1%} |",
+            f"| no plant in view | {syn['no_plant']['frames']} | | | | "
+            f"{syn['no_plant']['whole_frame_unknown_share']:.0%} | "
+            f"{syn['no_plant']['tile_unknown_share']:.0%} |",
+            f"| lights at 5 % | {syn['lights_at_5_percent']['frames']} | | | | "
+            f"{syn['lights_at_5_percent']['whole_frame_unknown_share']:.0%} | "
+            f"{syn['lights_at_5_percent']['tile_unknown_share']:.0%} |",
+            "",
+            f"{h['frames_with_a_problem_tile_share']:.1%} of healthy-phase frames have at "
+            "least one problem tile. Caveat: the outlier-exposure images include synthetic "
+            "canopies from the same renderer (other seeds), so these figures are optimistic "
+            "for real canopy photos.",
+        ]
+    )
+
+
 def write_card(manifest: dict[str, Any], path: Path) -> None:
     """Render the model card from the manifest."""
     labels, t = manifest["labels"], manifest["training"]
@@ -277,6 +312,7 @@ def write_card(manifest: dict[str, Any], path: Path) -> None:
         nutrient_precision=test["int8"]["per_class"]["nutrient_deficiency"]["precision"],
         verdicts=_verdicts(manifest),
         loco=_loco(manifest),
+        synthetic=_synthetic(manifest),
     )
     path.write_text(text, encoding="utf-8")
 

@@ -155,3 +155,30 @@ def test_recorded_share_of_out_of_distribution_images_is_unknown(
     for name, images in ood_images(leaf_dataset, test).items():
         unknown = np.mean([not a.in_distribution for a in clf.assess_batch(images)])
         assert float(unknown) == pytest.approx(recorded[name], abs=0.03), name
+
+
+def test_synthetic_camera_stand_ins_reproduce(manifest: dict) -> None:
+    from models.stand_ins import evaluate
+
+    recorded = manifest["evaluation"]["synthetic_camera"]
+    got = evaluate(load_classifier(MODEL_DIR, delegate="cpu", threads=2))
+    for case, figures in recorded.items():  # one frame or tile more or less across CPUs
+        if isinstance(figures, dict):
+            for key, value in figures.items():
+                if key.endswith("_share"):
+                    assert got[case][key] == pytest.approx(value, abs=0.02), (case, key)
+                else:
+                    assert got[case][key] == value, (case, key)
+    assert got["no_plant"]["whole_frame_unknown_share"] == 1.0
+    assert got["lights_at_5_percent"]["whole_frame_unknown_share"] == 1.0
+    assert got["healthy_phase"]["tile_problem_share"] <= 0.02
+
+
+def test_model_card_is_rendered_from_the_manifest(manifest: dict, tmp_path: Path) -> None:
+    from models.card import write_card
+
+    write_card(manifest, tmp_path / "card.md")
+    shipped = MODEL_DIR.parent / "README.md"
+    assert (tmp_path / "card.md").read_text() == shipped.read_text(), (
+        "models/README.md is out of date: run python -m models.card"
+    )
