@@ -81,6 +81,9 @@ model:
 	.venv-train/bin/pip install --quiet --upgrade pip
 	.venv-train/bin/pip install --quiet -e '.[train]'
 	.venv-train/bin/python -m models.train --data $(DATA) --out models/plant_health --seed 1234
+	.venv-train/bin/python -m models.stand_ins --model models/plant_health
+	.venv-train/bin/python -m models.card --model models/plant_health
+	@echo "leave-one-crop-out figures: .venv-train/bin/python -m models.loco --data $(DATA)"
 
 bench: venv
 	$(PYTHON) -m venv .venv-bench

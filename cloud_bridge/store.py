@@ -53,6 +53,8 @@ def observation_row(
 ) -> dict[str, Any]:
     """The observations-table row of one observation."""
     health, model = obs.health, obs.model
+    summary = health.summary if health else None
+    v1 = obs.schema_version == 1
     return {
         "device_id": obs.device_id,
         "seq": obs.seq,
@@ -74,6 +76,15 @@ def observation_row(
         "image_stored": obs.image.stored,
         "health_label": health.label if health else None,
         "health_confidence": health.confidence if health else None,
+        "schema_version": obs.schema_version,
+        # A schema 1 device never declined a verdict: null says "not reported".
+        "health_assessed": health.assessed if health and not v1 else None,
+        "health_reason": health.reason if health else None,
+        "health_ood_score": health.ood_score if health else None,
+        "health_drift": health.drift if health else None,
+        "health_assessed_share": summary.assessed_share if summary else None,
+        "health_worst_zone": summary.worst_zone if summary else None,
+        "health_worst_label": summary.worst_label if summary else None,
         "model_name": model.name,
         "model_version": model.version,
         "model_backend": model.backend,

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
+    SmallInteger,
     String,
     Text,
     TypeDecorator,
@@ -110,6 +111,15 @@ class ObservationRow(Base):
     image_stored: Mapped[bool] = mapped_column(Boolean, nullable=False)
     health_label: Mapped[str | None] = mapped_column(Text)
     health_confidence: Mapped[float | None] = mapped_column(Float)
+    # Schema 2 verdict fields; null on schema 1 rows (assessed null: not reported).
+    schema_version: Mapped[int | None] = mapped_column(SmallInteger)
+    health_assessed: Mapped[bool | None] = mapped_column(Boolean)
+    health_reason: Mapped[str | None] = mapped_column(Text)
+    health_ood_score: Mapped[float | None] = mapped_column(Float)
+    health_drift: Mapped[float | None] = mapped_column(Float)
+    health_assessed_share: Mapped[float | None] = mapped_column(Float)
+    health_worst_zone: Mapped[str | None] = mapped_column(Text)
+    health_worst_label: Mapped[str | None] = mapped_column(Text)
     model_name: Mapped[str | None] = mapped_column(Text)
     model_version: Mapped[str | None] = mapped_column(Text)
     model_backend: Mapped[str | None] = mapped_column(Text)
@@ -134,6 +144,7 @@ class AlertRow(Base):
     at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
     seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
     label: Mapped[str | None] = mapped_column(Text)
+    zone: Mapped[str | None] = mapped_column(Text)
     message: Mapped[str] = mapped_column(Text, nullable=False)
     value: Mapped[float | None] = mapped_column(Float)
     baseline: Mapped[float | None] = mapped_column(Float)

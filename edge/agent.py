@@ -7,12 +7,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from edge import __version__
 from edge.alerts import AlertEngine, AlertEvent, alert_message, alert_row
+from edge.baseline import GrowBaseline
 from edge.camera import Camera, open_camera
 from edge.clock import Clock, SystemClock
 from edge.commands import CommandRunner
@@ -92,6 +93,7 @@ class Agent:
         self.observer: Observer
         self.schedule: Schedule
         self.alerts: AlertEngine
+        self.baseline: GrowBaseline
 
     # -- boot ----------------------------------------------------------------------
 
@@ -109,10 +111,11 @@ class Agent:
         self.gpio = Gpio(cfg.gpio, pin_factory=self._pin_factory)
         self.gpio.on_button(self.request_capture)
         classifier, model_block = load_model(cfg.model)
-        self.observer = Observer(cfg, classifier, model_block)
+        self.baseline = GrowBaseline.load(self.store.engine, cfg.health.baseline_captures)
+        self.observer = Observer(cfg, classifier, model_block, self.baseline)
         self._report_model()
         self.schedule = Schedule(cfg.schedule)
-        self.alerts = AlertEngine(cfg.alerts, self.store.open_alerts())
+        self.alerts = AlertEngine(cfg.alerts, self.store.open_alerts(), cfg.health)
         warmup = cfg.alerts.baseline_captures + 2 * cfg.alerts.problem_consecutive
         self.alerts.warm_up(list(reversed(self.store.recent(warmup))))
         self.metrics.watch_device(
@@ -263,6 +266,8 @@ class Agent:
             return None
         for event, alert_id in applied:
             self.alerts.applied(event, alert_id)
+        if measured.sample is not None and self.baseline.wants(measured.sample):
+            self.baseline.add(replace(measured.sample, seq=obs.seq))
         self._stored(obs)
         return obs
 
@@ -290,6 +295,8 @@ class Agent:
                         seq=obs.seq,
                         content_type="image/jpeg",
                     )
+        if measured.sample is not None and self.baseline.wants(measured.sample):
+            tx.session.add(replace(measured.sample, seq=obs.seq).row())
         for event in self.alerts.evaluate(obs):
             if event.action == "raise":
                 alert_id = tx.open_alert(alert_row(event, obs.captured_at, obs.seq))
@@ -469,6 +476,16 @@ class Agent:
         if self.link is not None:
             self.link.notify()
         return {"resent": len(rows), "missing": _ranges(missing)}
+
+    def reset_baseline(self) -> None:
+        """A new grow: forget the baseline; the next usable captures set a new one."""
+        self.baseline.reset(self.store.engine)
+        log.info("grow baseline reset; the next captures set a new one")
+
+    def command_reset_baseline(self) -> dict[str, Any]:
+        """The reset-baseline command."""
+        self.reset_baseline()
+        return {"baseline_captures": self.baseline.size}
 
     def command_set_schedule(self, cmd: SetScheduleCommand) -> dict[str, Any]:
         """Change interval or photoperiod until the next restart."""

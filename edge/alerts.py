@@ -1,13 +1,20 @@
 """Debounced alerts from observations.
 
-Two rules, each raising one alert and clearing it when the condition has ended:
+Rules, each raising one alert and clearing it when the condition has ended:
 - a problem class from the plant-health model above `problem_confidence` on
-  `problem_consecutive` captures in a row; cleared after as many captures without it;
+  `problem_consecutive` captures in a row; cleared after as many captures without it.
+  On a canopy the rule runs per zone and the alert names its zone;
+- drift from this grow's baseline at or above `health.drift_alert` on
+  `problem_consecutive` captures in a row ("canopy changed since baseline");
 - a sharp rise of `yellow_pct` (yellowing) or `brown_pct` (browning) of at least
   `rise_pp` points over the camera's recent baseline (the median of the last
   `baseline_captures` normal captures), on `problem_consecutive` captures in a row;
   cleared when the value is back within half that rise of the baseline taken when
   the alert was raised, on as many captures in a row.
+
+An unknown verdict (not assessed) never counts toward raising or clearing a model
+alert, and photos whose canopy cannot be measured (no plant, bad exposure) are left
+out of the colour rules too.
 """
 
 from __future__ import annotations
@@ -18,12 +25,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from edge.config import AlertsConfig
-from edge.protocol import Alert, Observation
+from edge.config import AlertsConfig, HealthConfig
+from edge.protocol import Alert, HealthBlock, Observation
 from edge.tables import AlertRow
 
 HEALTHY = "healthy"
-AlertKind = Literal["health", "yellowing", "browning"]
+UNKNOWN = "unknown"
+AlertKind = Literal["health", "zone", "drift", "yellowing", "browning"]
 COLOUR_RULES: tuple[tuple[str, AlertKind], ...] = (
     ("yellow_pct", "yellowing"),
     ("brown_pct", "browning"),
@@ -41,6 +49,12 @@ class AlertEvent:
     message: str
     value: float | None
     baseline: float | None = None
+    zone: str | None = None
+
+    @property
+    def key_label(self) -> str | None:
+        """The label an open alert is kept under: zone alerts add their zone."""
+        return f"{self.label}:{self.zone}" if self.zone else self.label
 
 
 @dataclass
@@ -53,9 +67,17 @@ class _Open:
 class AlertEngine:
     """Keeps per-rule streaks and the colour baseline; decides raise/clear events."""
 
-    def __init__(self, config: AlertsConfig, open_alerts: list[AlertRow]) -> None:
+    def __init__(
+        self,
+        config: AlertsConfig,
+        open_alerts: list[AlertRow],
+        health: HealthConfig | None = None,
+    ) -> None:
         self.config = config
+        self.health_config = health or HealthConfig()
         self._problem_streak: dict[str, int] = {}
+        self._zone_streak: dict[str, int] = {}
+        self._drift_streak = 0
         self._history = {
             metric: deque[float](maxlen=config.baseline_captures) for metric, _ in COLOUR_RULES
         }
@@ -71,8 +93,95 @@ class AlertEngine:
 
     def evaluate(self, obs: Observation, replay: bool = False) -> list[AlertEvent]:
         """Update the rules with one observation; the events to apply (none on replay)."""
-        events = self._health(obs) + self._colour(obs)
+        health = obs.health
+        events = []
+        if health is not None and health.assessed and health.label != UNKNOWN:
+            zoned = health.zones is not None and bool(health.zones.cells)
+            events += self._zones(health) if zoned else self._health(obs)
+        events += self._drift(obs)
+        if self._measurable(obs):
+            events += self._colour(obs)
         return [] if replay else events
+
+    def _measurable(self, obs: Observation) -> bool:
+        return (
+            obs.exposure.verdict == "ok"
+            and obs.canopy.cover_pct >= self.health_config.min_cover_pct
+        )
+
+    def _zones(self, health: HealthBlock) -> list[AlertEvent]:
+        c = self.config
+        assert health.zones is not None
+        flagged = {
+            f"{cell.label}:{cell.zone}": cell
+            for cell in health.zones.cells
+            if cell.label not in (HEALTHY, UNKNOWN) and cell.confidence >= c.problem_confidence
+        }
+        self._zone_streak = {k: self._zone_streak.get(k, 0) + 1 for k in flagged}
+        events = []
+        for key, cell in flagged.items():
+            streak = self._zone_streak[key]
+            if streak >= c.problem_consecutive and ("zone", key) not in self._open:
+                events.append(
+                    AlertEvent(
+                        "raise",
+                        "zone",
+                        cell.label,
+                        f"{_words(cell.label)} in zone {cell.zone} on {streak} captures in a row",
+                        cell.confidence,
+                        zone=cell.zone,
+                    )
+                )
+        for (kind, open_key), state in self._open.items():
+            if kind != "zone" or open_key is None:
+                continue
+            state.streak = 0 if open_key in flagged else state.streak + 1
+            if state.streak >= c.problem_consecutive:
+                label, _, zone = open_key.partition(":")
+                events.append(
+                    AlertEvent(
+                        "clear",
+                        "zone",
+                        label,
+                        f"{_words(label)} no longer seen in zone {zone}",
+                        None,
+                        zone=zone,
+                    )
+                )
+        return events
+
+    def _drift(self, obs: Observation) -> list[AlertEvent]:
+        drift = obs.health.drift if obs.health is not None else None
+        if drift is None:
+            return []  # no baseline yet, or a photo the baseline cannot be compared with
+        c, limit = self.config, self.health_config.drift_alert
+        state = self._open.get(("drift", None))
+        if state is not None:
+            state.streak = state.streak + 1 if drift < limit / 2 else 0
+            if state.streak >= c.problem_consecutive:
+                return [
+                    AlertEvent(
+                        "clear",
+                        "drift",
+                        None,
+                        f"Canopy back near its baseline (drift {drift:.1f})",
+                        drift,
+                    )
+                ]
+            return []
+        self._drift_streak = self._drift_streak + 1 if drift >= limit else 0
+        if self._drift_streak >= c.problem_consecutive:
+            return [
+                AlertEvent(
+                    "raise",
+                    "drift",
+                    None,
+                    f"Canopy changed since baseline (drift {drift:.1f} on "
+                    f"{self._drift_streak} captures in a row)",
+                    drift,
+                )
+            ]
+        return []
 
     def _health(self, obs: Observation) -> list[AlertEvent]:
         c = self.config
@@ -94,7 +203,7 @@ class AlertEngine:
                         "raise",
                         "health",
                         problem,
-                        f"{problem.replace('_', ' ')} seen on {streak} captures in a row",
+                        f"{_words(problem)} seen on {streak} captures in a row",
                         obs.health.confidence,
                     )
                 )
@@ -103,7 +212,9 @@ class AlertEngine:
                 continue
             state.streak = 0 if label == problem else state.streak + 1
             if state.streak >= c.problem_consecutive:
-                events.append(AlertEvent("clear", "health", label, f"{label} no longer seen", None))
+                events.append(
+                    AlertEvent("clear", "health", label, f"{_words(label)} no longer seen", None)
+                )
         return events
 
     def _colour(self, obs: Observation) -> list[AlertEvent]:
@@ -123,7 +234,8 @@ class AlertEngine:
                             "clear",
                             kind,
                             None,
-                            f"{metric} back to {value:.1f}% (baseline {baseline:.1f}%)",
+                            f"{kind.capitalize()} back to {value:.1f} % of the canopy "
+                            f"(baseline {baseline:.1f} %)",
                             value,
                             baseline,
                         )
@@ -139,7 +251,8 @@ class AlertEngine:
                                 "raise",
                                 kind,
                                 None,
-                                f"{metric} rose to {value:.1f}% from a baseline of {baseline:.1f}%",
+                                f"{kind.capitalize()} rose to {value:.1f} % of the canopy "
+                                f"from a baseline of {baseline:.1f} %",
                                 value,
                                 baseline,
                             )
@@ -151,18 +264,25 @@ class AlertEngine:
 
     def applied(self, event: AlertEvent, alert_id: int) -> None:
         """Record that an event was committed."""
-        key = (event.kind, event.label)
+        key = (event.kind, event.key_label)
         if event.action == "raise":
             self._open[key] = _Open(alert_id, event.baseline)
-            if event.kind != "health":
+            if event.kind == "drift":
+                self._drift_streak = 0
+            elif event.kind in ("yellowing", "browning"):
                 self._rise_streak[_metric(event.kind)] = 0
         else:
             self._open.pop(key, None)
 
     def open_id(self, event: AlertEvent) -> int | None:
         """The id of the open alert an event clears."""
-        state = self._open.get((event.kind, event.label))
+        state = self._open.get((event.kind, event.key_label))
         return state.alert_id if state else None
+
+
+def _words(label: str | None) -> str:
+    """A class name as the start of a sentence: leaf_spot -> Leaf spot."""
+    return (label or "problem").replace("_", " ").capitalize()
 
 
 def _metric(kind: str) -> str:
@@ -173,7 +293,7 @@ def alert_row(event: AlertEvent, at: datetime, seq: int) -> AlertRow:
     """The database row of a raised alert."""
     return AlertRow(
         kind=event.kind,
-        label=event.label,
+        label=event.key_label,
         message=event.message,
         value=event.value,
         baseline=event.baseline,
@@ -194,6 +314,7 @@ def alert_message(
         at=at,
         seq=seq,
         label=event.label,
+        zone=event.zone,
         message=event.message,
         value=event.value,
         baseline=event.baseline,

@@ -26,6 +26,7 @@ from edge.protocol import (
     CommandResult,
     ReloadModelCommand,
     ResendCommand,
+    ResetBaselineCommand,
     SetScheduleCommand,
 )
 from edge.supervise import Supervisor
@@ -53,6 +54,10 @@ class CommandTarget(Protocol):
 
     def command_set_schedule(self, cmd: SetScheduleCommand) -> dict[str, Any]:
         """Change the schedule until restart."""
+        ...
+
+    def command_reset_baseline(self) -> dict[str, Any]:
+        """Forget the grow baseline (a new grow starts)."""
         ...
 
 
@@ -94,6 +99,8 @@ def execute(target: CommandTarget, cmd: Command) -> dict[str, Any]:
         return target.command_resend(cmd.from_seq, cmd.to_seq)
     if isinstance(cmd, SetScheduleCommand):
         return target.command_set_schedule(cmd)
+    if isinstance(cmd, ResetBaselineCommand):
+        return target.command_reset_baseline()
     raise ValueError(f"no handler for {type(cmd).__name__}")
 
 

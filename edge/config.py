@@ -152,6 +152,52 @@ class AlertsConfig(Section):
     )
 
 
+class HealthConfig(Section):
+    """When a verdict is given, how a canopy is split into zones, and the grow baseline."""
+
+    min_cover_pct: float = Field(
+        2.0, ge=0, le=100, description='Plant cover below this is "no plant in view": unknown.'
+    )
+    closeup_cover_pct: float = Field(
+        60.0,
+        ge=0,
+        le=100,
+        description="Plant cover at or above this is a leaf close-up, classified whole.",
+    )
+    min_confidence: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="A verdict below this calibrated confidence is unknown: the model is unsure.",
+    )
+    zone_tile_px: int = Field(
+        80, ge=16, le=1024, description="Zone tile side at analysis resolution, in pixels."
+    )
+    zone_leaf_cm: float | None = Field(
+        None,
+        gt=0,
+        description="Leaf size in cm; with vision.px_per_cm it sets the tile size instead.",
+    )
+    zone_min_plant_share: float = Field(
+        0.3, gt=0, le=1, description="Share of a tile that must be plant for it to be a zone."
+    )
+    zone_min_assessed_share: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Share of the zoned canopy the model must recognise for a canopy verdict.",
+    )
+    baseline_captures: int = Field(
+        6,
+        ge=2,
+        le=1000,
+        description="Usable first captures of a grow that set its baseline.",
+    )
+    drift_alert: float = Field(
+        3.0, gt=0, description="Drift from the grow baseline that raises an alert when it persists."
+    )
+
+
 class MqttConfig(Section):
     """The broker the device publishes to."""
 
@@ -259,6 +305,9 @@ class EdgeConfig(Section):
     vision: VisionConfig = Field(default_factory=VisionConfig, description="Canopy analysis.")
     model: ModelConfig = Field(default_factory=ModelConfig, description="Plant-health model.")
     alerts: AlertsConfig = Field(default_factory=AlertsConfig, description="Alert rules.")
+    health: HealthConfig = Field(
+        default_factory=HealthConfig, description="Plant-health verdicts, zones, grow baseline."
+    )
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="Broker connection.")
     storage: StorageConfig = Field(default_factory=StorageConfig, description="On-device storage.")
     web: WebConfig = Field(default_factory=WebConfig, description="Status page.")

@@ -12,6 +12,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edge.baseline import GrowBaseline, Sample
 from edge.camera.base import Frame
 from edge.config import EdgeConfig, ModelConfig
 from edge.errors import CultivaiError, ImageDecodeError
@@ -23,10 +24,13 @@ from edge.protocol import (
     ModelBlock,
     Observation,
 )
+from edge.verdict import NO_PLANT, TOO_BRIGHT, TOO_DARK, judge
 from edge.vision import Analysis, analyze, decode_for_analysis, render_overlay
 from edge.vision.decode import decode_full, fit_within, image_size, is_jpeg
 
 log = logging.getLogger(__name__)
+# Photos whose canopy cannot be measured: they never enter or get compared to the baseline.
+UNUSABLE = (NO_PLANT, TOO_DARK, TOO_BRIGHT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +43,7 @@ class Measured:
     health: HealthBlock | None
     analysis_s: float = 0.0
     inference_s: float = 0.0
+    sample: Sample | None = None  # for the grow baseline; its seq is set when stored
 
 
 def load_model(config: ModelConfig) -> tuple[Any, ModelBlock]:
@@ -63,10 +68,17 @@ def load_model(config: ModelConfig) -> tuple[Any, ModelBlock]:
 class Observer:
     """Measures frames and turns them into observations for one device."""
 
-    def __init__(self, config: EdgeConfig, classifier: Any, model: ModelBlock) -> None:
+    def __init__(
+        self,
+        config: EdgeConfig,
+        classifier: Any,
+        model: ModelBlock,
+        baseline: GrowBaseline | None = None,
+    ) -> None:
         self.config = config
         self.classifier = classifier
         self.model = model
+        self.baseline = baseline
 
     def measure(self, frame: Frame) -> Measured:
         """Canopy analysis at reduced resolution, then the model on the same image."""
@@ -80,16 +92,39 @@ class Observer:
         analysis = analyze(rgb, full, self.config.vision.px_per_cm)
         analysed = time.perf_counter()
         health = None
+        sample = None
         classifier = self.classifier  # a reload may swap it; use one for the whole frame
         if classifier is not None:
-            pred = classifier.classify(rgb)
-            health = HealthBlock(
-                label=pred.label,
-                confidence=round(float(pred.confidence), 4),
-                scores={k: round(float(v), 4) for k, v in pred.scores.items()},
-            )
+            try:
+                verdict = judge(
+                    rgb,
+                    analysis,
+                    classifier,
+                    self.config.health,
+                    self.config.vision.px_per_cm,
+                    frame.width,
+                )
+            except (CultivaiError, ValueError) as exc:
+                # A model that fails on one photo must not stop the canopy being measured.
+                log.error("plant-health model failed on this photo", extra={"error": str(exc)})
+                verdict = None
+            health = verdict.health if verdict else None
+            if verdict is not None and health is not None and health.reason not in UNUSABLE:
+                c = analysis.canopy
+                sample = Sample(
+                    0,
+                    frame.captured_at,
+                    "zones" if health.zones and health.zones.cells else "whole",
+                    verdict.embedding,
+                    c.hue_mean_deg,
+                    c.greenness_index,
+                    c.yellow_pct,
+                    c.brown_pct,
+                )
+                if self.baseline is not None:
+                    health = health.model_copy(update={"drift": self.baseline.drift(sample)})
         done = time.perf_counter()
-        return Measured(frame, rgb, analysis, health, analysed - started, done - analysed)
+        return Measured(frame, rgb, analysis, health, analysed - started, done - analysed, sample)
 
     def observation(self, m: Measured, seq: int, stored: bool) -> Observation:
         """The wire message for a measured frame."""

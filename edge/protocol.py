@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import AwareDatetime, Base64Bytes, BaseModel, ConfigDict, Field, model_validator
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: health.assessed/reason/ood_score/drift/zones/summary
 TOPIC_ROOT = "cultivai/v1"
 MessageKind = Literal["observation", "thumbnail", "alert", "status", "stats", "cmd_result"]
 
@@ -69,12 +69,53 @@ class ImageBlock(Message):
     source: str = Field("", description="Camera source or file name.")
 
 
+MAX_ZONES = 4096  # a 64 x 64 grid: far finer than leaf scale on any supported camera
+
+
+class ZoneCell(Message):
+    """The verdict on one zone (tile) of the canopy; unknown allowed."""
+
+    zone: str = Field(description="Zone name: row letter and column number, e.g. B3.")
+    row: int = Field(ge=0)
+    col: int = Field(ge=0)
+    label: str = Field(description="Problem class, healthy, or unknown.")
+    confidence: float = Field(ge=0, le=1, description="Calibrated confidence of the label.")
+    plant_share: float = Field(ge=0, le=1, description="Share of the tile that is plant.")
+
+
+class ZoneGrid(Message):
+    """The canopy's zone grid: only tiles with enough plant are listed."""
+
+    rows: int = Field(ge=1)
+    cols: int = Field(ge=1)
+    tile_px: int = Field(ge=1, description="Tile side at analysis resolution.")
+    cells: list[ZoneCell] = Field(default_factory=list, max_length=MAX_ZONES)
+
+
+class HealthSummary(Message):
+    """Zones rolled up: share of assessed canopy per class and the worst zone."""
+
+    assessed_share: float = Field(ge=0, le=1, description="Share of zoned canopy assessed.")
+    shares: dict[str, float] = Field(description="Class -> share of the assessed canopy.")
+    worst_zone: str | None = Field(None, description="The zone most confidently not healthy.")
+    worst_label: str | None = None
+    worst_confidence: float | None = Field(None, ge=0, le=1)
+
+
 class HealthBlock(Message):
-    """The plant-health model's verdict."""
+    """The plant-health verdict; `unknown` (assessed false) with a reason when declined."""
 
     label: str
     confidence: float = Field(ge=0, le=1)
     scores: dict[str, float]
+    assessed: bool = Field(True, description="False when the model declined: label unknown.")
+    reason: str | None = Field(None, description="Why it was not assessed, in plain words.")
+    ood_score: float | None = Field(None, description="Out-of-distribution score of the photo.")
+    drift: float | None = Field(
+        None, description="Distance from this grow's baseline in baseline spreads; null: none yet."
+    )
+    zones: ZoneGrid | None = Field(None, description="Per-zone verdicts; null for a close-up.")
+    summary: HealthSummary | None = None
 
 
 class ModelBlock(Message):
@@ -87,9 +128,12 @@ class ModelBlock(Message):
 
 
 class Observation(Message):
-    """One capture's measurements and classification; (device_id, seq) is its key."""
+    """One capture's measurements and classification; (device_id, seq) is its key.
 
-    schema_version: Literal[1] = 1
+    Version 2 adds the verdict fields of HealthBlock; version 1 messages still parse.
+    """
+
+    schema_version: Literal[1, 2] = 2
     device_id: str
     seq: int = Field(ge=1)
     captured_at: AwareDatetime
@@ -119,11 +163,12 @@ class Alert(Message):
     schema_version: Literal[1] = 1
     device_id: str
     alert_id: int = Field(ge=1, description="Device-local id shared by raise and clear.")
-    kind: Literal["health", "yellowing", "browning"]
+    kind: Literal["health", "zone", "drift", "yellowing", "browning"]
     state: Literal["raised", "cleared"]
     at: AwareDatetime
     seq: int = Field(ge=1, description="The observation that raised or cleared it.")
     label: str | None = Field(None, description="The problem class, for health alerts.")
+    zone: str | None = Field(None, description="The canopy zone, for zone alerts.")
     message: str
     value: float | None = Field(None, description="Confidence or percentage that triggered it.")
     baseline: float | None = Field(None, description="The camera's recent baseline, if any.")
@@ -192,6 +237,10 @@ class ResendCommand(Command):
         return self
 
 
+class ResetBaselineCommand(Command):
+    """A new grow starts: forget the grow baseline; the next captures set a new one."""
+
+
 class SetScheduleCommand(Command):
     """Change the capture interval or photoperiod until the next restart."""
 
@@ -206,6 +255,7 @@ COMMANDS: dict[str, type[Command]] = {
     "reload-model": ReloadModelCommand,
     "resend": ResendCommand,
     "set-schedule": SetScheduleCommand,
+    "reset-baseline": ResetBaselineCommand,
 }
 
 

@@ -93,3 +93,17 @@ class WebSessionRow(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     client: Mapped[str] = mapped_column(String(64), nullable=False)
     user_agent: Mapped[str] = mapped_column(String(200), nullable=False)
+
+
+class BaselineSampleRow(Base):
+    """One capture of the current grow's baseline (its embedding and colour metrics)."""
+
+    __tablename__ = "grow_baseline"
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    captured_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    embedding: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    hue_mean_deg: Mapped[float | None] = mapped_column(Float)
+    greenness_index: Mapped[float | None] = mapped_column(Float)
+    yellow_pct: Mapped[float] = mapped_column(Float, nullable=False)
+    brown_pct: Mapped[float] = mapped_column(Float, nullable=False)

@@ -169,6 +169,117 @@ def _per_crop(test: dict[str, Any]) -> list[str]:
     return rows
 
 
+def _verdicts(manifest: dict[str, Any]) -> str:
+    """Calibration, the out-of-distribution score and metrics with "unknown" counted wrong."""
+    cal, ood = manifest.get("calibration"), manifest.get("ood")
+    if not cal or not ood:
+        return "Not calibrated; no out-of-distribution score (every image is assessed)."
+    labels = manifest["labels"]
+    shipped = ood.get("candidate", ood["method"])
+    chosen = ood["candidates"][shipped]
+    lines = [
+        f"- Calibration: {cal['method']}. Temperature **{cal['temperature']}**. Expected "
+        f"calibration error ({cal['ece_bins']} bins) on validation "
+        f"{cal['ece_val']['before']:.3f} -> **{cal['ece_val']['after']:.3f}**, on test "
+        f"{cal['ece_test']['before']:.3f} -> **{cal['ece_test']['after']:.3f}**. Scores the "
+        "runtime reports, and alert thresholds, are these calibrated probabilities.",
+        f'- "Unknown": out-of-distribution score **{ood["method"]}**'
+        + (f" ({ood['embedding']})" if "embedding" in ood else "")
+        + f". Threshold {ood['threshold']} = {ood['threshold_rule']}; chosen by "
+        f"{ood['chosen_by']}. {chosen['test_assessed_share']:.1%} of test leaves are assessed.",
+        "",
+        "AUROC (in-distribution test leaves vs each set; 1.0 = perfectly separated) and the "
+        "share of each set the shipped threshold calls unknown:",
+        "",
+    ]
+    sets = list(chosen["auroc"])
+    lines.append("| method | all sets | " + " | ".join(sets) + " | test assessed |")
+    lines.append("|---" * (len(sets) + 3) + "|")
+    for method, row in ood["candidates"].items():
+        name = f"**{method}**" if method == shipped else method
+        cells = " | ".join(f"{row['auroc'][n]:.3f}" for n in sets)
+        lines.append(
+            f"| {name} | {row['auroc_all']:.3f} | {cells} | {row['test_assessed_share']:.3f} |"
+        )
+    unknown = " | ".join(f"{chosen['unknown_share'][n]:.2f}" for n in sets)
+    lines.append(f"| unknown share, shipped | | {unknown} | |")
+    sizes = ", ".join(f"{n} {k}" for n, k in ood["sets"].items())
+    lines += ["", f"Set sizes: {sizes} (made by `models/ood_sets.py`)."]
+    rep = manifest["metrics"]["test"].get("int8_unknown_counted_wrong")
+    if rep:
+        lines += [
+            "",
+            f"Test split with unknown counted as wrong: macro-F1 **{rep['macro_f1']:.3f}**, "
+            f"accuracy {rep['accuracy']:.3f}, assessed share **{rep['assessed_share']:.3f}**.",
+            "",
+            "| class | F1 (unknown counted wrong) | recall |",
+            "|---|---:|---:|",
+        ]
+        for label in labels:
+            pc = rep["per_class"][label]
+            lines.append(f"| {label} | {pc['f1']:.3f} | {pc['recall']:.3f} |")
+    return "\n".join(lines)
+
+
+def _loco(manifest: dict[str, Any]) -> str:
+    """The leave-one-crop-out false-alarm table."""
+    loco = manifest.get("evaluation", {}).get("leave_one_crop_out")
+    if not loco:
+        return "Not measured for this model."
+    lines = [
+        f"Protocol: {loco['protocol']}. Goal: false-alarm rate <= 5 % for each held-out crop.",
+        "",
+        "| held-out crop | trained on | epochs | healthy leaves | false alarms | "
+        "at conf >= 0.7 | without OOD | unknown | OOD AUROC | in-domain macro-F1 |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for crop, r in loco["per_held_out_crop"].items():
+        lines.append(
+            f"| {crop} | {' + '.join(r['trained_on'])} | {r['epochs']} | "
+            f"{r['held_out_healthy_leaves']} | **{r['false_alarm_rate']:.1%}** | "
+            f"{r['false_alarm_rate_at_confidence_0_7']:.1%} | "
+            f"{r['false_alarm_rate_without_ood']:.1%} | {r['unknown_share']:.1%} | "
+            f"{r['ood_auroc_test_vs_held_out_healthy']:.3f} | "
+            f"{r['in_domain_test_macro_f1_int8']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def _synthetic(manifest: dict[str, Any]) -> str:
+    """The synthetic-camera stand-in results."""
+    syn = manifest.get("evaluation", {}).get("synthetic_camera")
+    if not syn:
+        return "Not measured for this model."
+    h = syn["healthy_phase"]
+    return "\n".join(
+        [
+            f"Measured by `python -m models.stand_ins` on the device's synthetic camera "
+            f"(1280x960 frames and the 160-px tiles with plant of the 640x480 analysis image; "
+            f"a problem verdict = assessed, not healthy, confidence >= "
+            f"{syn['alert_confidence']}).",
+            "",
+            "| case | frames | tiles | problem verdicts, frames | problem verdicts, tiles "
+            "| unknown, frames | unknown, tiles |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+            f"| healthy phase (days {h['days'][0]:g}-{h['days'][1]:g}, yellowing from day "
+            f"{h['yellowing_onset_day']:g}) | {h['frames']} | {h['tiles']} | "
+            f"{h['whole_frame_problem_share']:.1%} | {h['tile_problem_share']:.1%} | "
+            f"{h['whole_frame_unknown_share']:.1%} | {h['tile_unknown_share']:.1%} |",
+            f"| no plant in view | {syn['no_plant']['frames']} | | | | "
+            f"{syn['no_plant']['whole_frame_unknown_share']:.0%} | "
+            f"{syn['no_plant']['tile_unknown_share']:.0%} |",
+            f"| lights at 5 % | {syn['lights_at_5_percent']['frames']} | | | | "
+            f"{syn['lights_at_5_percent']['whole_frame_unknown_share']:.0%} | "
+            f"{syn['lights_at_5_percent']['tile_unknown_share']:.0%} |",
+            "",
+            f"{h['frames_with_a_problem_tile_share']:.1%} of healthy-phase frames have at "
+            "least one problem tile. Caveat: the outlier-exposure images include synthetic "
+            "canopies from the same renderer (other seeds), so these figures are optimistic "
+            "for real canopy photos.",
+        ]
+    )
+
+
 def write_card(manifest: dict[str, Any], path: Path) -> None:
     """Render the model card from the manifest."""
     labels, t = manifest["labels"], manifest["training"]
@@ -199,6 +310,9 @@ def write_card(manifest: dict[str, Any], path: Path) -> None:
         blackgram_acc=crops.get("blackgram", {}).get("accuracy", 0.0),
         pest_precision=test["int8"]["per_class"]["pest_damage"]["precision"],
         nutrient_precision=test["int8"]["per_class"]["nutrient_deficiency"]["precision"],
+        verdicts=_verdicts(manifest),
+        loco=_loco(manifest),
+        synthetic=_synthetic(manifest),
     )
     path.write_text(text, encoding="utf-8")
 

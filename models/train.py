@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from edge.inference.preprocess import load_rgb, resize_square
 from models.augment import augment
+from models.calibrate import calibrate
 from models.card import build_manifest, write_card, write_model_files
 from models.data import LABELS, Sample, fingerprint, grouped_split, read_dataset, write_split
 from models.evaluate import evaluate_split
@@ -196,6 +197,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     }
     manifest = build_manifest(args.out, args.version, LABELS, args.size, settings, data, metrics)
     (args.out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    # Adds the logits/embedding outputs, fits temperature and the OOD score, measures them.
+    manifest = calibrate(args.data, args.out)
     write_card(manifest, args.card)
     test = metrics["test"]
     log.info(

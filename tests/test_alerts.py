@@ -125,19 +125,32 @@ class ScriptedClassifier:
         self.labels = labels
         self.calls = 0
 
-    def classify(self, rgb: Any) -> Any:
+    def assess_batch(self, rgbs: list[Any]) -> list[Any]:
         from types import SimpleNamespace
+
+        import numpy as np
 
         label = self.labels[min(self.calls, len(self.labels) - 1)]
         self.calls += 1
-        return SimpleNamespace(label=label, confidence=0.95, scores={label: 0.95})
+        one = SimpleNamespace(
+            label=label,
+            confidence=0.95,
+            scores={label: 0.95},
+            ood_score=0.0,
+            in_distribution=True,
+            embedding=np.ones(4, np.float32) / 2,
+        )
+        return [one for _ in rgbs]
 
 
 def test_agent_stores_alerts_and_keeps_them_open_across_a_restart(
     tmp_path: Path, clock: FakeClock
 ) -> None:
     cfg = make_config(
-        tmp_path, camera={"width": 320, "height": 240}, alerts={"problem_consecutive": 2}
+        tmp_path,
+        camera={"width": 320, "height": 240},
+        alerts={"problem_consecutive": 2},
+        health={"closeup_cover_pct": 0},  # whole-photo verdicts: the zone rule is tested apart
     )
     agent = Agent(cfg, clock=clock).start()
     agent.observer.classifier = ScriptedClassifier(["healthy", "pest_damage", "pest_damage"])
@@ -153,3 +166,125 @@ def test_agent_stores_alerts_and_keeps_them_open_across_a_restart(
     assert len(alerts) == 1
     assert alerts[0].cleared_seq == 6
     agent.close()
+
+
+def zoned(seq: int, cells: list[tuple[str, str, float]], assessed: bool = True) -> Observation:
+    """A canopy observation whose zones carry (zone, label, confidence)."""
+    from edge.protocol import ZoneCell, ZoneGrid
+
+    grid = ZoneGrid(
+        rows=4,
+        cols=4,
+        tile_px=80,
+        cells=[
+            ZoneCell(
+                zone=z,
+                row=ord(z[0]) - 65,
+                col=int(z[1:]) - 1,
+                label=lb,
+                confidence=c,
+                plant_share=0.8,
+            )
+            for z, lb, c in cells
+        ],
+    )
+    base = obs(seq)
+    assert base.health is not None
+    health = base.health.model_copy(
+        update={
+            "zones": grid,
+            "assessed": assessed,
+            "label": "healthy" if assessed else "unknown",
+            "reason": None if assessed else "most of the canopy looks unlike the leaves",
+        }
+    )
+    return base.model_copy(update={"health": health})
+
+
+def test_a_zone_flagged_on_n_captures_raises_one_alert_naming_the_zone() -> None:
+    engine = AlertEngine(CONFIG, [])
+    captures = [zoned(i, [("B3", "leaf_spot", 0.9), ("A1", "healthy", 0.9)]) for i in range(1, 7)]
+    events = []
+    next_id = 1
+    for o in captures:
+        for e in engine.evaluate(o):
+            events.append((o.seq, e))
+            engine.applied(e, next_id)
+            next_id += 1
+    assert [(seq, e.action, e.kind, e.label, e.zone) for seq, e in events] == [
+        (3, "raise", "zone", "leaf_spot", "B3")
+    ]
+    assert "zone B3" in events[0][1].message
+
+
+def test_a_problem_hopping_between_zones_does_not_alert() -> None:
+    engine = AlertEngine(CONFIG, [])
+    zones = ["A1", "B2", "C3", "A1", "B2", "C3"]
+    captures = [zoned(i + 1, [(z, "leaf_spot", 0.9)]) for i, z in enumerate(zones)]
+    assert run(engine, captures) == []
+
+
+def test_unknown_never_alerts_even_when_confident() -> None:
+    engine = AlertEngine(CONFIG, [])
+    unknown = [
+        obs(i, "pest_damage", 0.99).model_copy(
+            update={
+                "health": HealthBlock(
+                    label="unknown",
+                    confidence=0.99,
+                    scores={"pest_damage": 0.99},
+                    assessed=False,
+                    reason="not a leaf close-up the model knows",
+                )
+            }
+        )
+        for i in range(1, 8)
+    ]
+    declined_canopy = [zoned(i, [("B3", "leaf_spot", 0.95)], assessed=False) for i in range(8, 15)]
+    assert run(engine, unknown + declined_canopy) == []
+
+
+def test_unknown_captures_do_not_clear_an_open_problem() -> None:
+    engine = AlertEngine(CONFIG, [])
+    problem = [obs(i, "pest_damage", 0.95) for i in range(1, 4)]
+    unknown = [
+        obs(i).model_copy(
+            update={
+                "health": HealthBlock(
+                    label="unknown", confidence=0.5, scores={}, assessed=False, reason="too dark"
+                )
+            }
+        )
+        for i in range(4, 10)
+    ]
+    assert run(engine, problem + unknown) == [(3, "raise", "pest_damage")]
+
+
+def test_alert_message_names_the_problem_once() -> None:
+    engine = AlertEngine(CONFIG, [])
+    events = [
+        e for o in [obs(i, "leaf_spot", 0.9) for i in range(1, 4)] for e in engine.evaluate(o)
+    ]
+    assert [e.message for e in events] == ["Leaf spot seen on 3 captures in a row"]
+
+
+def drifting(seq: int, drift: float | None) -> Observation:
+    base = obs(seq)
+    assert base.health is not None
+    return base.model_copy(update={"health": base.health.model_copy(update={"drift": drift})})
+
+
+def test_drift_that_persists_raises_canopy_changed_once_and_clears() -> None:
+    engine = AlertEngine(CONFIG, [])
+    values = [None, 0.4, 0.6, 3.5, 1.0, 3.2, 3.4, 4.0, 4.5, 5.0, 1.0, 0.8, 0.9]
+    out = run(engine, [drifting(i + 1, v) for i, v in enumerate(values)])
+    assert out == [(8, "raise", "drift"), (13, "clear", "drift")]
+
+
+def test_colour_alert_messages_are_in_the_growers_words() -> None:
+    engine = AlertEngine(CONFIG, [])
+    captures = [obs(i, yellow=2.0) for i in range(1, 7)] + [
+        obs(i, yellow=14.0) for i in range(7, 10)
+    ]
+    messages = [e.message for o in captures for e in engine.evaluate(o)]
+    assert messages == ["Yellowing rose to 14.0 % of the canopy from a baseline of 2.0 %"]

@@ -13,6 +13,7 @@ import pytest
 
 from edge.errors import ModelError
 from edge.inference import (
+    Assessment,
     DelegateError,
     HealthPrediction,
     ModelInfo,
@@ -130,23 +131,41 @@ def test_input_encoding_matches_quantization_formula(clf: PlantHealthClassifier)
     assert np.array_equal(lut.astype(np.int64), expected.astype(np.int64))
 
 
-def test_same_scores_as_a_bare_interpreter(clf: PlantHealthClassifier, model_dir: Path) -> None:
+def _bare_outputs(model_dir: Path, img: np.ndarray, size: int) -> dict[str, np.ndarray]:
+    """Dequantized outputs of the int8 model run by a plain interpreter, by tensor name."""
     from ai_edge_litert.interpreter import Interpreter
 
-    img = _leafish(360, 480)
     interp = Interpreter(model_path=str(model_dir / "model.tflite"), num_threads=1)
     interp.allocate_tensors()
-    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    inp = interp.get_input_details()[0]
     scale, zp = inp["quantization"]
-    x = resize_square(img, clf.input_size).astype(np.float64)
+    x = resize_square(img, size).astype(np.float64)
     interp.set_tensor(
         inp["index"], np.clip(np.round(x / scale) + zp, -128, 127).astype(np.int8)[None]
     )
     interp.invoke()
-    o_scale, o_zp = out["quantization"]
-    probs = (interp.get_tensor(out["index"])[0].astype(np.float64) - o_zp) * o_scale
+    out = {}
+    for detail in interp.get_output_details():
+        o_scale, o_zp = detail["quantization"]
+        raw = interp.get_tensor(detail["index"])[0].astype(np.float64)
+        out[detail["name"]] = (raw - o_zp) * o_scale
+    return out
+
+
+def test_scores_are_the_temperature_scaled_logits_of_a_bare_interpreter(
+    clf: PlantHealthClassifier, model_dir: Path, manifest: dict
+) -> None:
+    img = _leafish(360, 480)
+    outputs = _bare_outputs(model_dir, img, clf.input_size)
+    logits = outputs[manifest["output"]["tensors"]["int8"]["logits"]]
+    temperature = manifest["calibration"]["temperature"]
+    assert clf.temperature == temperature != 1.0
+    expected = np.exp(logits / temperature - (logits / temperature).max())
     got = np.array(list(clf.classify(img).scores.values()))
-    assert np.allclose(got, probs / probs.sum(), atol=1e-6)
+    assert np.allclose(got, expected / expected.sum(), atol=1e-6)
+    # the softmax output and the logits output agree on the top label
+    probs = outputs[manifest["output"]["tensors"]["int8"]["probabilities"]]
+    assert int(np.argmax(probs)) == int(np.argmax(got))
 
 
 def test_float_variant_loads(model_dir: Path, manifest: dict) -> None:
@@ -293,3 +312,179 @@ def test_runtime_does_not_import_tensorflow() -> None:
     )
     root = Path(__file__).resolve().parent.parent
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root)
+
+
+# --- Assessment: calibrated scores, out-of-distribution score, embedding, batches ---
+
+
+def _checkerboard() -> np.ndarray:
+    """A magenta and white checkerboard: nothing like a leaf photo."""
+    yy, xx = np.mgrid[0:240, 0:320]
+    img = np.full((240, 320, 3), 255, np.uint8)
+    img[((yy // 20 + xx // 20) % 2).astype(bool)] = (255, 0, 255)
+    return img
+
+
+def test_assess_scores_are_calibrated_probabilities(
+    clf: PlantHealthClassifier, manifest: dict
+) -> None:
+    result = clf.assess(_leafish(480, 640))
+    assert isinstance(result, Assessment)
+    assert list(result.scores) == manifest["labels"]
+    assert sum(result.scores.values()) == pytest.approx(1.0, abs=1e-9)
+    assert all(0.0 <= v <= 1.0 for v in result.scores.values())
+    assert result.label == max(result.scores, key=result.scores.__getitem__)
+    assert result.confidence == result.scores[result.label]
+    assert result.scores == clf.classify(_leafish(480, 640)).scores
+
+
+def test_assess_embedding_is_the_normalised_penultimate_layer(
+    clf: PlantHealthClassifier, model_dir: Path, manifest: dict
+) -> None:
+    img = _leafish(300, 300)
+    result = clf.assess(img)
+    assert clf.embedding_size == len(result.embedding) > len(manifest["labels"])
+    assert result.embedding.dtype == np.float32 and result.embedding.ndim == 1
+    assert float(np.linalg.norm(result.embedding)) == pytest.approx(1.0, abs=1e-5)
+    raw = _bare_outputs(model_dir, img, clf.input_size)[
+        manifest["output"]["tensors"]["int8"]["embedding"]
+    ]
+    assert np.allclose(result.embedding, raw / np.linalg.norm(raw), atol=1e-6)
+
+
+def test_threshold_and_method_come_from_the_manifest(
+    clf: PlantHealthClassifier, manifest: dict
+) -> None:
+    assert clf.ood_threshold == manifest["ood"]["threshold"]
+    result = clf.assess(_leafish(200, 200))
+    assert result.in_distribution == (result.ood_score <= manifest["ood"]["threshold"])
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        np.zeros((480, 640, 3), np.uint8),  # lens cap on / lights off
+        np.full((480, 640, 3), 255, np.uint8),  # blown out
+        _checkerboard(),
+    ],
+    ids=["black", "white", "checkerboard"],
+)
+def test_unlike_anything_trained_on_is_not_in_distribution(
+    clf: PlantHealthClassifier, frame: np.ndarray
+) -> None:
+    result = clf.assess(frame)
+    assert not result.in_distribution
+    assert result.ood_score > clf.ood_threshold
+    assert sum(result.scores.values()) == pytest.approx(1.0)  # scores are still reported
+    assert result.label in result.scores
+
+
+def _images(count: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(5)
+    out = []
+    for i in range(count):
+        img = _leafish(120 + 40 * i, 160 + 30 * i)
+        img[..., i % 3] = rng.integers(0, 256, img.shape[:2])
+        out.append(img.astype(np.uint8))
+    return out
+
+
+@pytest.mark.parametrize("count", [1, 2, 7])
+def test_assess_batch_equals_assess_per_image(clf: PlantHealthClassifier, count: int) -> None:
+    images = _images(count)
+    batch = clf.assess_batch(images)
+    single = [clf.assess(img) for img in images]
+    assert len(batch) == count
+    for b, s in zip(batch, single, strict=True):
+        assert b.label == s.label
+        assert b.in_distribution == s.in_distribution
+        assert b.ood_score == pytest.approx(s.ood_score, rel=1e-6, abs=1e-6)
+        assert b.scores == pytest.approx(s.scores, abs=1e-9)
+        assert np.allclose(b.embedding, s.embedding, atol=1e-7)
+
+
+def test_batch_sizes_can_change_back_and_forth(clf: PlantHealthClassifier) -> None:
+    images = _images(4)
+    first = clf.assess_batch(images)
+    clf.assess(images[0])
+    again = clf.assess_batch(images[:3])
+    assert [a.label for a in again] == [a.label for a in first[:3]]
+    for a, b in zip(again, first, strict=False):
+        assert a.scores == pytest.approx(b.scores)
+
+
+def test_assess_batch_rejects_empty_and_bad_images(clf: PlantHealthClassifier) -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        clf.assess_batch([])
+    with pytest.raises(ValueError, match="HxWx3"):
+        clf.assess_batch([_leafish(50, 50), np.zeros((10, 10), np.uint8)])
+    assert clf.assess(_leafish(50, 50)).label  # still usable afterwards
+
+
+def _old_manifest(model_copy: Path) -> None:
+    """Rewrite the copy's manifest as models before calibration shipped it."""
+    manifest = json.loads((model_copy / "manifest.json").read_text())
+    for key in ("calibration", "ood"):
+        manifest.pop(key)
+    manifest["output"].pop("tensors")
+    (model_copy / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_old_manifest_loads_with_temperature_one_and_no_ood(
+    model_copy: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _old_manifest(model_copy)
+    with caplog.at_level("INFO", logger="edge.inference.manifest"):
+        old = load_classifier(model_copy, delegate="cpu", threads=1)
+    assert "no calibration" in caplog.text
+    assert "no out-of-distribution" in caplog.text
+    assert old.temperature == 1.0
+    assert old.embedding_size == len(old.labels)
+    for frame in (np.zeros((100, 100, 3), np.uint8), _leafish(200, 200)):
+        result = old.assess(frame)
+        assert result.in_distribution and result.ood_score == 0.0
+        assert sum(result.scores.values()) == pytest.approx(1.0)
+        assert float(np.linalg.norm(result.embedding)) == pytest.approx(1.0, abs=1e-5)
+    batch = old.assess_batch(_images(3))
+    for b, image in zip(batch, _images(3), strict=True):
+        assert b.scores == pytest.approx(old.assess(image).scores)
+
+
+@pytest.mark.parametrize(
+    ("edit", "words"),
+    [
+        (lambda m: m["calibration"].update(temperature=-1), "temperature"),
+        (lambda m: m["calibration"].update(temperature="hot"), "temperature"),
+        (lambda m: m["ood"].update(method="vibes"), "ood.method"),
+        (lambda m: m["ood"].pop("threshold"), "ood.threshold"),
+        (lambda m: m["ood"]["arrays"]["centre"].update(base64="!!"), "centre"),
+        (lambda m: m["ood"]["arrays"].pop("projection"), "projection"),
+        (lambda m: m["output"]["tensors"]["int8"].update(embedding="nope"), "nope"),
+    ],
+)
+def test_bad_calibration_or_ood_settings_are_named(
+    model_copy: Path, edit: object, words: str
+) -> None:
+    manifest = json.loads((model_copy / "manifest.json").read_text())
+    edit(manifest)  # type: ignore[operator]
+    (model_copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match=re.escape(words)):
+        load_classifier(model_copy, delegate="cpu")
+
+
+def test_one_interpreter_for_all_batch_sizes_when_no_second_can_be_built(
+    clf: PlantHealthClassifier, model_dir: Path
+) -> None:
+    import dataclasses
+
+    from edge.inference.manifest import read_manifest
+    from edge.inference.runtime import open_model
+
+    manifest = read_manifest(model_dir)
+    opened = dataclasses.replace(open_model(manifest, "int8", "cpu", 1), reopen=None)
+    single = PlantHealthClassifier(opened, manifest)  # as with a hardware delegate
+    images = _images(3)
+    for batch in (single.assess_batch(images), [single.assess(i) for i in images]):
+        for got, want in zip(batch, clf.assess_batch(images), strict=True):
+            assert got.label == want.label
+            assert got.scores == pytest.approx(want.scores, abs=1e-9)

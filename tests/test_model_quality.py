@@ -101,3 +101,84 @@ def test_int8_agrees_with_float(manifest: dict, predictions: dict[str, np.ndarra
     assert agreement >= 0.95
     recorded = manifest["metrics"]["test"]["int8_float_top1_agreement"]
     assert agreement == pytest.approx(recorded, abs=TOLERANCE)
+
+
+@functools.cache
+def _assess_test(dataset: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Calibrated probabilities, OOD scores and in-distribution flags on the test split."""
+    with (MODEL_DIR / "split.csv").open(newline="") as fh:
+        files = [r["file"] for r in csv.DictReader(fh) if r["split"] == "test"]
+    clf = load_classifier(MODEL_DIR, delegate="cpu", threads=2)
+    results = []
+    for start in range(0, len(files), 32):
+        images = [load_rgb(str(dataset / f)) for f in files[start : start + 32]]
+        results.extend(clf.assess_batch(images))
+    probs = np.array([[a.scores[lab] for lab in clf.labels] for a in results])
+    return (
+        probs,
+        np.array([a.ood_score for a in results]),
+        np.array([a.in_distribution for a in results]),
+    )
+
+
+def test_calibration_lowers_the_recorded_test_ece(
+    leaf_dataset: Path, manifest: dict, test_rows: list[dict[str, str]]
+) -> None:
+    from models.calibrate import ece
+
+    labels = manifest["labels"]
+    truth = np.array([labels.index(r["class"]) for r in test_rows])
+    probs, _, _ = _assess_test(leaf_dataset)
+    recorded = manifest["calibration"]["ece_test"]
+    got = ece(probs, truth, manifest["calibration"]["ece_bins"])
+    assert got == pytest.approx(recorded["after"], abs=TOLERANCE)
+    assert got < recorded["before"]
+
+
+def test_recorded_share_of_test_leaves_is_assessed(leaf_dataset: Path, manifest: dict) -> None:
+    method = manifest["ood"]["candidate"]
+    recorded = manifest["ood"]["candidates"][method]["test_assessed_share"]
+    _, _, assessed = _assess_test(leaf_dataset)
+    assert float(np.mean(assessed)) == pytest.approx(recorded, abs=TOLERANCE)
+
+
+def test_recorded_share_of_out_of_distribution_images_is_unknown(
+    leaf_dataset: Path, manifest: dict
+) -> None:
+    from models.calibrate import ood_images
+    from models.data import read_split
+
+    test = [s for s in read_split(MODEL_DIR / "split.csv") if s.split == "test"]
+    clf = load_classifier(MODEL_DIR, delegate="cpu", threads=2)
+    method = manifest["ood"]["candidate"]
+    recorded = manifest["ood"]["candidates"][method]["unknown_share"]
+    for name, images in ood_images(leaf_dataset, test).items():
+        unknown = np.mean([not a.in_distribution for a in clf.assess_batch(images)])
+        assert float(unknown) == pytest.approx(recorded[name], abs=0.03), name
+
+
+def test_synthetic_camera_stand_ins_reproduce(manifest: dict) -> None:
+    from models.stand_ins import evaluate
+
+    recorded = manifest["evaluation"]["synthetic_camera"]
+    got = evaluate(load_classifier(MODEL_DIR, delegate="cpu", threads=2))
+    for case, figures in recorded.items():  # one frame or tile more or less across CPUs
+        if isinstance(figures, dict):
+            for key, value in figures.items():
+                if key.endswith("_share"):
+                    assert got[case][key] == pytest.approx(value, abs=0.02), (case, key)
+                else:
+                    assert got[case][key] == value, (case, key)
+    assert got["no_plant"]["whole_frame_unknown_share"] == 1.0
+    assert got["lights_at_5_percent"]["whole_frame_unknown_share"] == 1.0
+    assert got["healthy_phase"]["tile_problem_share"] <= 0.02
+
+
+def test_model_card_is_rendered_from_the_manifest(manifest: dict, tmp_path: Path) -> None:
+    from models.card import write_card
+
+    write_card(manifest, tmp_path / "card.md")
+    shipped = MODEL_DIR.parent / "README.md"
+    assert (tmp_path / "card.md").read_text() == shipped.read_text(), (
+        "models/README.md is out of date: run python -m models.card"
+    )

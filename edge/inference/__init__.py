@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from edge.inference.classifier import (
+    Assessment,
     HealthPrediction,
     ModelInfo,
     PlantHealthClassifier,
@@ -18,6 +19,7 @@ from edge.inference.errors import (
 )
 
 __all__ = [
+    "Assessment",
     "DelegateError",
     "HealthPrediction",
     "ManifestError",

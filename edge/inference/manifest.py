@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
-from dataclasses import dataclass
+import logging
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from edge.inference.errors import ManifestError, ModelIntegrityError
+
+log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.json"
 LABELS_NAME = "labels.txt"
 OUTPUT_KINDS = ("probabilities", "logits")
+OUTPUT_TENSORS = ("probabilities", "logits", "embedding")
+OOD_METHODS = ("max_softmax", "energy", "mahalanobis", "mahalanobis_exposure")
 
 
 @dataclass(frozen=True)
@@ -21,6 +31,15 @@ class ModelFile:
 
     path: Path
     sha256: str
+
+
+@dataclass(frozen=True)
+class OodSpec:
+    """How to score "unlike the training data": method, threshold and fitted arrays."""
+
+    method: str
+    threshold: float
+    arrays: dict[str, npt.NDArray[np.float32]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -33,6 +52,9 @@ class ModelManifest:
     input_size: int
     output_kind: str
     files: dict[str, ModelFile]
+    output_tensors: dict[str, dict[str, str]] = field(default_factory=dict)
+    temperature: float = 1.0
+    ood: OodSpec | None = None
 
     def file(self, variant: str) -> ModelFile:
         """Return the model file for ``variant`` (e.g. "int8", "float")."""
@@ -64,6 +86,81 @@ def _read_labels(model_dir: Path, listed: list[str], where: Path) -> tuple[str, 
     return tuple(listed)
 
 
+def decode_array(entry: object, where: str) -> npt.NDArray[np.float32]:
+    """Decode {"dtype", "shape", "base64"} (little-endian) into a float32 array."""
+    if not isinstance(entry, dict):
+        raise ManifestError(f"{where} must be an object with dtype, shape and base64")
+    dtype, shape, data = entry.get("dtype"), entry.get("shape"), entry.get("base64")
+    if dtype not in ("float16", "float32") or not isinstance(data, str):
+        raise ManifestError(f"{where}: dtype must be float16 or float32 and base64 a string")
+    if not isinstance(shape, list) or not all(isinstance(n, int) and n > 0 for n in shape):
+        raise ManifestError(f"{where}: shape must be a list of positive integers")
+    try:
+        raw = base64.b64decode(data, validate=True)
+        array = np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder("<")).reshape(shape)
+    except ValueError as exc:
+        raise ManifestError(f"{where}: cannot decode array: {exc}") from exc
+    return array.astype(np.float32)
+
+
+def encode_array(array: npt.ArrayLike, dtype: str = "float32") -> dict[str, object]:
+    """The manifest form of an array (see decode_array)."""
+    values = np.ascontiguousarray(np.asarray(array, dtype=np.dtype(dtype).newbyteorder("<")))
+    return {
+        "dtype": dtype,
+        "shape": list(values.shape),
+        "base64": base64.b64encode(values.tobytes()).decode("ascii"),
+    }
+
+
+def _output_tensors(output: dict[str, Any], where: Path) -> dict[str, dict[str, str]]:
+    tensors = output.get("tensors", {})
+    ok = isinstance(tensors, dict) and all(
+        isinstance(names, dict)
+        and all(k in OUTPUT_TENSORS and isinstance(v, str) for k, v in names.items())
+        for names in tensors.values()
+    )
+    if not ok:
+        raise ManifestError(
+            f"{where}: output.tensors must map each variant to {{{', '.join(OUTPUT_TENSORS)}}} "
+            "tensor names"
+        )
+    return {variant: dict(names) for variant, names in tensors.items()}
+
+
+def _temperature(data: dict[str, Any], where: Path) -> float:
+    calibration = data.get("calibration")
+    if calibration is None:
+        log.info("%s has no calibration: scores are used as the model gives them", where)
+        return 1.0
+    value = calibration.get("temperature") if isinstance(calibration, dict) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ManifestError(f"{where}: calibration.temperature missing or not a number")
+    if not math.isfinite(value) or value <= 0:
+        raise ManifestError(f"{where}: calibration.temperature must be positive, got {value}")
+    return float(value)
+
+
+def _ood(data: dict[str, Any], where: Path) -> OodSpec | None:
+    ood = data.get("ood")
+    if ood is None:
+        log.info("%s has no out-of-distribution settings: every image counts as assessed", where)
+        return None
+    if not isinstance(ood, dict):
+        raise ManifestError(f"{where}: ood must be an object")
+    method = _require(ood, "method", str, where)
+    if method not in OOD_METHODS:
+        raise ManifestError(f"{where}: ood.method must be one of {OOD_METHODS}, got {method!r}")
+    threshold = ood.get("threshold")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+        raise ManifestError(f"{where}: ood.threshold missing or not a number")
+    arrays = {
+        name: decode_array(entry, f"{where}: ood.arrays.{name}")
+        for name, entry in (ood.get("arrays") or {}).items()
+    }
+    return OodSpec(method, float(threshold), arrays)
+
+
 def read_manifest(model_dir: Path) -> ModelManifest:
     """Parse ``model_dir/manifest.json``; raise ManifestError when it is unusable."""
     where = model_dir / MANIFEST_NAME
@@ -77,7 +174,8 @@ def read_manifest(model_dir: Path) -> ModelManifest:
     size = _require(_require(data, "input", dict, where), "size", list, where)
     if len(size) != 2 or size[0] != size[1] or not isinstance(size[0], int) or size[0] <= 0:
         raise ManifestError(f"{where}: input.size must be a square [n, n], got {size}")
-    output_kind = _require(_require(data, "output", dict, where), "kind", str, where)
+    output = _require(data, "output", dict, where)
+    output_kind = _require(output, "kind", str, where)
     if output_kind not in OUTPUT_KINDS:
         raise ManifestError(f"{where}: output.kind must be one of {OUTPUT_KINDS}")
     files: dict[str, ModelFile] = {}
@@ -89,6 +187,7 @@ def read_manifest(model_dir: Path) -> ModelManifest:
         if Path(rel).name != rel:
             raise ManifestError(f"{where}: files.{variant}.file must be a plain file name")
         files[variant] = ModelFile(model_dir / rel, digest)
+    tensors = _output_tensors(output, where)
     return ModelManifest(
         name=_require(data, "name", str, where),
         version=_require(data, "version", str, where),
@@ -96,6 +195,9 @@ def read_manifest(model_dir: Path) -> ModelManifest:
         input_size=size[0],
         output_kind=output_kind,
         files=files,
+        output_tensors=tensors,
+        temperature=_temperature(data, where),
+        ood=_ood(data, where),
     )
 
 

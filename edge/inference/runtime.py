@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,9 @@ class OpenedModel:
     interpreter: Any
     backend: str
     model_file: ModelFile
+    variant: str = "int8"
+    # Builds another allocated interpreter of the same model (CPU only; None with a delegate).
+    reopen: Callable[[], Any] | None = None
 
 
 def import_runtime() -> Runtime:
@@ -127,15 +131,21 @@ def open_model(manifest: ModelManifest, variant: str, delegate: str, threads: in
         delegates, kind = [_path_delegate(runtime, delegate)], f"delegate:{Path(delegate).name}"
     model_file = manifest.file(variant)
     content = read_verified(model_file)
-    try:
+
+    def build() -> Any:
         interpreter = runtime.interpreter_class(
             model_content=content,
             num_threads=threads,
             experimental_delegates=delegates or None,
         )
         interpreter.allocate_tensors()
+        return interpreter
+
+    try:
+        interpreter = build()
     except (ValueError, RuntimeError) as exc:
         raise ModelIntegrityError(
             f"model file {model_file.path} could not be loaded by {runtime.name} ({kind}): {exc}"
         ) from exc
-    return OpenedModel(interpreter, f"{runtime.name}-{kind}", model_file)
+    reopen = None if delegates else build
+    return OpenedModel(interpreter, f"{runtime.name}-{kind}", model_file, variant, reopen)

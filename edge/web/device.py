@@ -45,3 +45,7 @@ class DeviceView(Protocol):
     def request_capture(self) -> None:
         """Take a photo as soon as possible (returns at once)."""
         ...
+
+    def reset_baseline(self) -> None:
+        """A new grow starts: forget the grow baseline."""
+        ...

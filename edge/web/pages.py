@@ -52,6 +52,14 @@ def capture() -> Response:
     return redirect(url_for("pages.status", after=last, t=f"{time.time():.0f}"), code=303)
 
 
+@bp.post("/baseline/reset")
+def reset_baseline() -> Response:
+    """A new grow starts: the next captures set a new baseline for drift."""
+    web().device.reset_baseline()
+    log.info("grow baseline reset from the status page", extra={"client": request.remote_addr})
+    return redirect(url_for("pages.status"), code=303)
+
+
 @bp.get("/history")
 def history() -> str:
     """Cover, yellowing/browning and model confidence over a day, a week or the grow."""

@@ -153,11 +153,15 @@ def series(store: Store, start: datetime, end: datetime, buckets: int) -> list[S
     width = -(-span // max(1, buckets))  # ceiling: `buckets` buckets cover the span
     epoch = cast(func.strftime("%s", ObservationRow.captured_at), Integer)
     bucket = ((epoch - t0) // width).label("bucket")
+    # A declined ("unknown") verdict is no evidence either way: left out of both lines.
+    declined = ObservationRow.health_label == "unknown"
     healthy = case(
         (ObservationRow.health_label.is_(None), None),
+        (declined, None),
         (ObservationRow.health_label == "healthy", 1.0),
         else_=0.0,
     )
+    confidence = case((declined, None), else_=ObservationRow.health_confidence)
     q = (
         select(
             bucket,
@@ -165,7 +169,7 @@ def series(store: Store, start: datetime, end: datetime, buckets: int) -> list[S
             func.avg(ObservationRow.cover_pct),
             func.avg(ObservationRow.yellow_pct),
             func.avg(ObservationRow.brown_pct),
-            func.avg(ObservationRow.health_confidence),
+            func.avg(confidence),
             func.avg(healthy),
         )
         .where(ObservationRow.captured_at >= _naive_utc(start))

@@ -65,6 +65,10 @@ class AgentDevice:
         self.clock.advance(STEP_S)
         self.agent.request_capture()
 
+    def reset_baseline(self) -> None:
+        """A new grow: the agent forgets its baseline."""
+        self.agent.reset_baseline()
+
     def run_in_background(self) -> None:
         """Hold the clock and start the agent's loop."""
         self.clock.held = True

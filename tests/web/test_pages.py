@@ -127,3 +127,116 @@ def test_pages_have_no_inline_script_or_style(user: FlaskClient) -> None:
         assert not re.search(r"<script(?![^>]*\bsrc=)", html), path
         assert " style=" not in html and "<style" not in html, path
         assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', ""), path
+
+
+def _with_health(device: AgentDevice, health: HealthBlock) -> None:
+    from edge.store import StoredImage
+
+    store = device.agent.store
+    latest = store.recent(1)[0]
+    photo = store.image_path(latest.seq)
+    assert photo is not None
+    image = StoredImage(photo.read_bytes(), None)
+
+    def build(seq: int, stored: bool) -> Observation:
+        return latest.model_copy(update={"seq": seq, "health": health})
+
+    store.add_observation(build, image)
+
+
+def test_a_declined_verdict_shows_not_assessed_and_the_reason_never_red(
+    fresh_device: AgentDevice,
+) -> None:
+    client = make_app(fresh_device).test_client()
+    log_in(client)
+    _with_health(
+        fresh_device,
+        HealthBlock(
+            label="unknown",
+            confidence=0.91,
+            scores={"leaf_spot": 0.91, "healthy": 0.09},
+            assessed=False,
+            reason="not a leaf close-up the model knows",
+        ),
+    )
+    page = client.get("/").text
+    verdict = re.search(r'<p class="verdict ([a-z ]+)" id="verdict">(.*?)</p>', page, re.S)
+    assert verdict is not None
+    assert verdict.group(1) == "neutral"
+    assert "Not assessed" in verdict.group(2)
+    assert "not a leaf close-up the model knows" in verdict.group(2)
+    assert "confidence" not in verdict.group(2)
+
+
+def test_the_zone_map_toggles_over_the_photo_with_each_zone_lettered(
+    fresh_device: AgentDevice,
+) -> None:
+    from edge.protocol import ZoneCell, ZoneGrid
+
+    client = make_app(fresh_device).test_client()
+    log_in(client)
+    cells = [
+        ZoneCell(zone="A1", row=0, col=0, label="healthy", confidence=0.9, plant_share=0.8),
+        ZoneCell(zone="B3", row=1, col=2, label="leaf_spot", confidence=0.8, plant_share=0.6),
+        ZoneCell(zone="B2", row=1, col=1, label="unknown", confidence=0.5, plant_share=0.4),
+    ]
+    _with_health(
+        fresh_device,
+        HealthBlock(
+            label="healthy",
+            confidence=0.8,
+            scores={"healthy": 0.8, "leaf_spot": 0.2},
+            zones=ZoneGrid(rows=3, cols=4, tile_px=80, cells=cells),
+        ),
+    )
+    page = client.get("/").text
+    assert 'class="zones-toggle"' in page
+    assert 'viewBox="0 0 4 3"' in page
+    assert page.count('<g class="zone ') == 3
+    assert 'class="zone z-leaf_spot"' in page and ">LS</text>" in page
+    assert "Zone B3: Leaf spot (80 %)" in page
+    assert "Zone B2: not assessed" in page
+
+
+def test_an_alert_on_the_page_names_its_problem_once(fresh_device: AgentDevice) -> None:
+    from edge.tables import AlertRow
+
+    client = make_app(fresh_device).test_client()
+    log_in(client)
+    latest = fresh_device.agent.store.recent(1)[0]
+    with fresh_device.agent.store.transaction() as tx:
+        tx.open_alert(
+            AlertRow(
+                kind="health",
+                label="leaf_spot",
+                message="Leaf spot seen on 3 captures in a row",
+                value=0.9,
+                raised_at=latest.captured_at,
+                raised_seq=latest.seq,
+            )
+        )
+    page = client.get("/").text
+    alerts = page.split('id="alerts-h"')[1].split("</section>")[0]
+    text = re.sub(r"<[^>]+>", " ", alerts)
+    assert re.search(r"leaf spot\s+leaf spot", text, re.I) is None
+    assert "Leaf spot seen on 3 captures in a row" in text
+
+
+def test_the_page_resets_the_grow_baseline(fresh_device: AgentDevice) -> None:
+    from edge.baseline import Sample
+
+    client = make_app(fresh_device).test_client()
+    log_in(client)
+    agent = fresh_device.agent
+    import numpy as np
+
+    sample = Sample(1, agent.clock.now(), "whole", np.ones(4, np.float32) / 2, 100.0, 0.6, 1, 0)
+    with agent.store.transaction() as tx:
+        tx.session.add(sample.row())
+    agent.baseline.add(sample)
+    assert agent.baseline.count == 1
+    page = client.get("/").text
+    response = client.post("/baseline/reset", data={"csrf_token": csrf_from(page)})
+    assert response.status_code == 303
+    assert agent.baseline.count == 0
+    assert type(agent.baseline).load(agent.store.engine, 6).count == 0

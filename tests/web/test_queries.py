@@ -90,3 +90,30 @@ def test_a_chart_without_data_says_so() -> None:
         "Cover", [], [Line("cover", "Cover", [])], start, start + timedelta(days=1), lambda t: t
     )
     assert "no data in this range" in svg
+
+
+def test_declined_verdicts_stay_out_of_the_health_chart(fresh_device: AgentDevice) -> None:
+    from edge.protocol import HealthBlock, Observation
+
+    store = fresh_device.agent.store
+    latest = store.recent(1)[0]
+    verdicts = [
+        HealthBlock(label="healthy", confidence=0.8, scores={"healthy": 0.8}),
+        HealthBlock(
+            label="unknown",
+            confidence=0.2,
+            scores={"healthy": 0.2},
+            assessed=False,
+            reason="too dark to judge the leaves",
+        ),
+    ]
+    for health in verdicts:
+
+        def build(seq: int, stored: bool, health: HealthBlock = health) -> Observation:
+            return latest.model_copy(update={"seq": seq, "health": health})
+
+        store.add_observation(build, None)
+    start = latest.captured_at - timedelta(hours=1)
+    points = queries.series(store, start, start + timedelta(hours=2), buckets=1)
+    assert points[0].health_confidence == pytest.approx(0.8)
+    assert points[0].healthy_share == pytest.approx(1.0)

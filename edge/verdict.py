@@ -1,0 +1,161 @@
+"""The plant-health verdict of one photo: whole leaf close-up, or zone by zone.
+
+A verdict is declined (label ``unknown``, ``assessed`` false, a reason in plain words)
+when the photo cannot support one: no plant in view, unusable exposure, or a photo the
+model finds unlike its training data. Scores are reported either way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from edge.config import HealthConfig
+from edge.protocol import HealthBlock, HealthSummary, ZoneCell, ZoneGrid
+from edge.vision import Analysis
+from edge.zones import Grid, tile_plant_region, tile_side
+
+UNKNOWN = "unknown"
+HEALTHY = "healthy"
+NO_PLANT = "no plant in view"
+TOO_DARK = "too dark to judge the leaves"
+TOO_BRIGHT = "too bright: the leaves are washed out"
+UNFAMILIAR = "not a leaf close-up the model knows"
+UNFAMILIAR_CANOPY = "most of the canopy looks unlike the leaves the model knows"
+UNSURE = "the model is unsure about these leaves"
+
+
+class Assessor(Protocol):
+    """What the verdict needs from the classifier (edge.inference.PlantHealthClassifier)."""
+
+    def assess_batch(self, rgbs: Sequence[npt.NDArray[np.uint8]]) -> list[Any]:
+        """Assessments of several images in one invoke."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The health block and the embedding the grow baseline compares."""
+
+    health: HealthBlock
+    embedding: npt.NDArray[np.float32]
+
+
+def _r(value: float) -> float:
+    return round(float(value), 4)
+
+
+def _decline_reason(analysis: Analysis, config: HealthConfig) -> str | None:
+    verdict = analysis.exposure.verdict
+    if verdict == "under":
+        return TOO_DARK
+    if verdict == "over":
+        return TOO_BRIGHT
+    if analysis.canopy.cover_pct < config.min_cover_pct:
+        return NO_PLANT
+    return None
+
+
+def _normalised(rows: list[npt.NDArray[np.float32]]) -> npt.NDArray[np.float32]:
+    mean = np.mean(np.stack(rows), axis=0).astype(np.float32)
+    return np.asarray(mean / max(float(np.linalg.norm(mean)), 1e-12), dtype=np.float32)
+
+
+def judge(
+    rgb: npt.NDArray[np.uint8],
+    analysis: Analysis,
+    classifier: Assessor,
+    config: HealthConfig,
+    px_per_cm: float | None = None,
+    full_width: int | None = None,
+) -> Verdict:
+    """Classify a photo in one batched call and decide whether the verdict stands."""
+    canopy = analysis.canopy.cover_pct < config.closeup_cover_pct
+    grid: Grid | None = None
+    crops: list[npt.NDArray[np.uint8]] = [rgb]
+    if canopy:
+        scale = analysis.analysed_size[0] / float(full_width or analysis.analysed_size[0])
+        side = tile_side(config.zone_tile_px, config.zone_leaf_cm, px_per_cm, scale)
+        grid = tile_plant_region(analysis.plant_mask, side, config.zone_min_plant_share)
+        crops += [rgb[t.y0 : t.y1, t.x0 : t.x1] for t in grid.tiles]
+    results = classifier.assess_batch(crops)
+    whole, zones = results[0], results[1:]
+    reason = _decline_reason(analysis, config)
+    if grid is None or not zones:
+        if reason is None and not whole.in_distribution:
+            reason = UNFAMILIAR
+        if reason is None and whole.confidence < config.min_confidence:
+            reason = UNSURE
+        health = _block(whole.label, whole.confidence, whole.scores, whole.ood_score, reason)
+        return Verdict(health, np.asarray(whole.embedding, dtype=np.float32))
+    embedding = _normalised([z.embedding for z in zones])
+    cells, summary, scores = _roll_up(grid, zones)
+    if reason is None and summary.assessed_share < max(config.zone_min_assessed_share, 1e-9):
+        reason = UNFAMILIAR_CANOPY
+    if scores is None:
+        scores = {k: _r(v) for k, v in whole.scores.items()}
+    label = max(scores, key=lambda k: scores[k])
+    if reason is None and scores[label] < config.min_confidence:
+        reason = UNSURE
+    zone_grid = ZoneGrid(rows=grid.rows, cols=grid.cols, tile_px=grid.tile_px, cells=cells)
+    health = _block(label, scores[label], scores, whole.ood_score, reason)
+    health = health.model_copy(update={"zones": zone_grid, "summary": summary})
+    return Verdict(health, embedding)
+
+
+def _block(
+    label: str, confidence: float, scores: dict[str, float], ood: float, reason: str | None
+) -> HealthBlock:
+    return HealthBlock(
+        label=UNKNOWN if reason else label,
+        confidence=_r(confidence),
+        scores={k: _r(v) for k, v in scores.items()},
+        assessed=reason is None,
+        reason=reason,
+        ood_score=_r(ood),
+    )
+
+
+def _roll_up(
+    grid: Grid, zones: list[Any]
+) -> tuple[list[ZoneCell], HealthSummary, dict[str, float] | None]:
+    """Zone cells, the summary, and plant-weighted mean scores of assessed zones."""
+    cells = []
+    total = assessed = 0.0
+    shares: dict[str, float] = {}
+    weighted: dict[str, float] = {}
+    worst: tuple[float, str, str] | None = None
+    for tile, z in zip(grid.tiles, zones, strict=True):
+        label = z.label if z.in_distribution else UNKNOWN
+        cells.append(
+            ZoneCell(
+                zone=tile.name,
+                row=tile.row,
+                col=tile.col,
+                label=label,
+                confidence=_r(z.confidence),
+                plant_share=tile.plant_share,
+            )
+        )
+        total += tile.plant_share
+        if label == UNKNOWN:
+            continue
+        assessed += tile.plant_share
+        shares[label] = shares.get(label, 0.0) + tile.plant_share
+        for k, v in z.scores.items():
+            weighted[k] = weighted.get(k, 0.0) + tile.plant_share * float(v)
+        if label != HEALTHY and (worst is None or z.confidence > worst[0]):
+            worst = (float(z.confidence), tile.name, label)
+    summary = HealthSummary(
+        assessed_share=_r(assessed / total) if total else 0.0,
+        shares={k: _r(v / assessed) for k, v in sorted(shares.items())} if assessed else {},
+        worst_zone=worst[1] if worst else None,
+        worst_label=worst[2] if worst else None,
+        worst_confidence=_r(worst[0]) if worst else None,
+    )
+    scores = {k: v / assessed for k, v in weighted.items()} if assessed else None
+    return cells, summary, scores
