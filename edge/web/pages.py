@@ -64,9 +64,10 @@ def reset_baseline() -> Response:
 def history() -> str:
     """Cover, yellowing/browning and model confidence over a day, a week or the grow."""
     ctx = web()
-    chosen = request.args.get("range", "week")
+    # The grow by default: a new grow's first hours would be a single dot on a week's axis.
+    chosen = request.args.get("range", "grow")
     if chosen not in RANGES:
-        chosen = "week"
+        chosen = "grow"
     end = ctx.now()
     span = RANGES[chosen]
     if span is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta
 
 from flask.testing import FlaskClient
 from markupsafe import escape
@@ -75,6 +76,28 @@ def test_history_draws_a_chart_per_measurement_for_each_range(user: FlaskClient)
         assert page.count('<svg class="chart"') == 3
         assert "<polyline" in page, chosen
         assert "<script" not in page
+
+
+def test_history_of_a_new_grow_shows_every_capture_by_default(fresh_device: AgentDevice) -> None:
+    client = make_app(fresh_device).test_client()
+    log_in(client)
+    store = fresh_device.agent.store
+    latest = store.recent(1)[0]
+    first_seq = latest.seq + 1
+    for i in range(8):
+        at = latest.captured_at - timedelta(minutes=15 * (8 - i))
+
+        def build(seq: int, stored: bool, at: datetime = at) -> Observation:
+            image = latest.image.model_copy(update={"stored": stored})
+            return latest.model_copy(update={"seq": seq, "captured_at": at, "image": image})
+
+        store.add_observation(build, None)
+    assert store.recent(1)[0].seq >= first_seq
+    page = client.get("/history").text
+    assert 'aria-current="page">Grow<' in page
+    cover = re.search(r'<polyline class="series-cover" points="([^"]+)"', page)
+    assert cover is not None, "a new grow's captures should draw a line, not one dot"
+    assert len(cover.group(1).split()) >= 8
 
 
 def test_history_without_a_model_says_so_in_the_health_chart(user: FlaskClient) -> None:
