@@ -22,15 +22,23 @@ from edge.camera.growroom import (
 )
 from edge.vision import Analysis, analyze
 from edge.vision.background import BackgroundModel
-from edge.vision.decode import fit_within
+from edge.vision.decode import decode_for_analysis, fit_within
 
 SEEDS = (0, 1, 2)
 
 
+def as_analysed(rgb: np.ndarray) -> np.ndarray:
+    """The image the agent measures: a JPEG (quality 90) decoded at 640 px."""
+    ok, buf = cv2.imencode(
+        ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90]
+    )
+    assert ok
+    return decode_for_analysis(buf.tobytes(), 640)[0]
+
+
 def measure(scene: Scene, **kwargs: object) -> Analysis:
-    """Analyse a scene the way the agent does: reduced to 640 px first."""
-    small = fit_within(scene.rgb, 640)
-    return analyze(small, (scene.rgb.shape[1], scene.rgb.shape[0]), **kwargs)  # type: ignore[arg-type]
+    """Analyse a scene the way the agent does."""
+    return analyze(as_analysed(scene.rgb), **kwargs)  # type: ignore[arg-type]
 
 
 def check_against_truth(scene: Scene, a: Analysis) -> None:
@@ -103,7 +111,7 @@ def test_sticky_trap_is_chlorosis_until_the_background_is_known() -> None:
 
     empty = render_scene(dataclasses.replace(spec, empty=True, frame=1))
     model = BackgroundModel()
-    model.capture_empty(fit_within(empty.rgb, 640))
+    model.capture_empty(as_analysed(empty.rgb))
     check_against_truth(scene, measure(scene, background=model))
 
 

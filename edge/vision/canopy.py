@@ -27,6 +27,7 @@ YELLOW_HUE = (20, 34)
 # Saturated enough that beige cardboard (about 105) and pale wood are not chlorosis.
 YELLOW_MIN_SAT = 110
 YELLOW_MIN_VAL = 90
+SAT_MARGIN_PER_GAIN = 12.0  # extra saturation asked per unit of white-balance amplification
 # Necrosis: orange-brown hues (8-40 degrees), darker than living tissue.
 BROWN_HUE = (4, 20)
 BROWN_MIN_SAT = 70
@@ -191,6 +192,7 @@ def plant_masks(
     hsv: np.ndarray,
     background: np.ndarray | None = None,
     rules: Rules = ALL_RULES,
+    yellow_min_sat: int = YELLOW_MIN_SAT,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """(plant, yellow, brown) boolean masks and the ExG threshold used.
 
@@ -205,9 +207,10 @@ def plant_masks(
         # bright as one in the open; bright areas are never dimmed.
         gain = np.clip(SHADE_REFERENCE / np.maximum(light, 1.0), 1.0, 4.0)
         val = np.clip(val.astype(np.float32) * gain, 0, 255)
-        dark = rgb.astype(np.int32).sum(axis=2) < np.maximum(12.0, DARK_SUM / gain)
+        # In shade, near-black may be a leaf; but noise does not shrink with the light.
+        dark = rgb.astype(np.int32).sum(axis=2) < np.maximum(20.0, DARK_SUM / np.sqrt(gain))
         exg = np.where(dark, 0.0, exg).astype(np.float32)
-    yellowish = _in_range(hue, *YELLOW_HUE) & (sat >= YELLOW_MIN_SAT) & (val >= YELLOW_MIN_VAL)
+    yellowish = _in_range(hue, *YELLOW_HUE) & (sat >= yellow_min_sat) & (val >= YELLOW_MIN_VAL)
     brownish = _in_range(hue, *BROWN_HUE) & (sat >= BROWN_MIN_SAT) & _in_range(val, *BROWN_VAL)
     if background is not None and rules.background:
         # What the empty scene showed there is still there: not plant, whatever its colour.
@@ -218,8 +221,11 @@ def plant_masks(
     min_area = max(4, h * w // 5000)
     strong = exg > threshold
     # Pale, grey-green leaves sit below the threshold: take green-hued, coloured pixels
-    # as leaf where they join leaf that passed it (hysteresis), never on their own.
-    weak = _in_range(hue, *GREEN_HUE) & (sat >= GREEN_MIN_SAT) & (exg > EXG_WEAK) & (val >= 40)
+    # as leaf where they join leaf that passed it (hysteresis), never on their own, and
+    # not in deep shade, where JPEG noise alone gives dark soil a green hue.
+    weak = (
+        _in_range(hue, *GREEN_HUE) & (sat >= GREEN_MIN_SAT) & (exg > EXG_WEAK) & (hsv[..., 2] >= 40)
+    )
     if rules.pale_leaves:
         strong = _grow_into(strong, weak | strong)
     green = _drop_specks(strong, min_area)
@@ -243,7 +249,15 @@ def plant_masks(
     # that really are yellow.
     core = cv2.morphologyEx((yellowish & plant).astype(np.uint8), cv2.MORPH_OPEN, _KERNEL3)
     grown = cv2.dilate(core, _KERNEL5).astype(bool)
-    yellow = yellowish & plant & grown
+    # JPEG halves colour resolution, so a yellow leaf's rim is paler: next to a yellow
+    # core, half the saturation is enough (and a hue clear of beige, 40 degrees).
+    rim = _in_range(hue, YELLOW_HUE[0] + 2, YELLOW_HUE[1]) & (sat >= yellow_min_sat // 2)
+    rim &= val >= YELLOW_MIN_VAL
+    # That rim is leaf too, though too pale for the excess-green threshold.
+    # One pixel wide only, or it would creep into beige backgrounds.
+    rim &= cv2.dilate(core, _KERNEL3).astype(bool)
+    plant = plant | rim
+    yellow = (yellowish & plant & grown) | rim
     return plant, yellow, brown, threshold
 
 
@@ -307,11 +321,17 @@ def analyze(
         light = read_light(rgb, white_reference)
     else:
         light = LightReading("white", (1.0, 1.0, 1.0), (1.0, 1.0, 1.0), None)
-    balanced = white_balance(rgb, light.gains)
+    # A median takes out JPEG chroma noise, which white balance amplifies (three times
+    # for blue under HPS), so that it cannot paint speckles of colour onto the background.
+    balanced = cv2.medianBlur(white_balance(rgb, light.gains), 3)
     exg = excess_green(balanced)
     hsv = cv2.cvtColor(balanced, cv2.COLOR_RGB2HSV)
     known = background.matches(balanced) if background is not None else None
-    plant, yellow, brown, threshold = plant_masks(balanced, exg, hsv, known, rules)
+    # White balance multiplies JPEG error along with the signal: ask for a clearer
+    # yellow the more it had to amplify one channel against another.
+    amplification = max(light.gains) / min(light.gains) - 1.0
+    min_sat = YELLOW_MIN_SAT + round(SAT_MARGIN_PER_GAIN * amplification)
+    plant, yellow, brown, threshold = plant_masks(balanced, exg, hsv, known, rules, min_sat)
     if background is not None:
         # Green leaf is never learnt as background, however still it stays; a yellow
         # sticky trap or a beige wall is, once it has stayed the same for long enough.
