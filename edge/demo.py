@@ -17,6 +17,8 @@ def demo_config(data_dir: Path) -> EdgeConfig:
                 "days_per_capture": 1.0,
                 "start_day": 4,
                 "yellowing_onset_day": 22,
+                # Plants keep growing from where they were when the demo restarts.
+                "state_file": str(data_dir / "synthetic-camera.json"),
             },
             "schedule": {"interval_s": 10},
             "storage": {"dir": str(data_dir), "image_quota_mb": 64, "min_free_mb": 50},

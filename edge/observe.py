@@ -147,6 +147,8 @@ class Observer:
                 yellow_pct=c.yellow_pct,
                 brown_pct=c.brown_pct,
                 exg_threshold=c.exg_threshold,
+                light=c.light,
+                colour_reason=c.colour_reason,
             ),
             exposure=ExposureBlock(
                 verdict=e.verdict,

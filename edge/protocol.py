@@ -42,9 +42,19 @@ class CanopyBlock(Message):
     hue_mean_deg: float | None = Field(None, description="Circular mean hue of plant pixels.")
     hue_median_deg: float | None = Field(None, description="Circular median hue of plant pixels.")
     greenness_index: float | None = Field(None, description="Mean excess-green of plant pixels.")
-    yellow_pct: float = Field(ge=0, le=100, description="Chlorotic share of plant pixels.")
-    brown_pct: float = Field(ge=0, le=100, description="Necrotic share of plant pixels.")
+    yellow_pct: float | None = Field(
+        ge=0, le=100, description="Chlorotic share of plant pixels; null: colour not measured."
+    )
+    brown_pct: float | None = Field(
+        ge=0, le=100, description="Necrotic share of plant pixels; null: colour not measured."
+    )
     exg_threshold: float = Field(description="Excess-green threshold the mask used.")
+    light: str | None = Field(
+        None, description="Light the photo was taken under: white, hps, magenta, blue, ..."
+    )
+    colour_reason: str | None = Field(
+        None, description="Why the colour metrics are null; null when they were measured."
+    )
 
 
 class ExposureBlock(Message):

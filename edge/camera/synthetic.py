@@ -7,7 +7,11 @@ yellow (chlorosis), so the measurements have a known answer.
 
 from __future__ import annotations
 
+import json
+import logging
 import math
+import os
+from pathlib import Path
 from typing import Literal
 
 import cv2
@@ -16,6 +20,8 @@ from pydantic import Field
 
 from edge.camera.base import CameraSettings, Exposure, Frame
 from edge.clock import Clock
+
+log = logging.getLogger(__name__)
 
 # Colours in RGB, chosen from grow-room photos: living leaf, chlorotic leaf, substrate.
 _LEAF_GREEN = np.array([62, 128, 44], dtype=np.float32)
@@ -41,6 +47,11 @@ class SyntheticCameraSettings(CameraSettings):
     brightness: float = Field(
         1.0, ge=0, le=2, description="Light level; values near 0 imitate grow lights being off."
     )
+    state_file: Path | None = Field(
+        None,
+        description="File that keeps the number of captures taken, so the plants keep their "
+        "age across restarts; null: they start again at start_day.",
+    )
 
 
 class SyntheticCamera:
@@ -51,7 +62,7 @@ class SyntheticCamera:
     def __init__(self, settings: SyntheticCameraSettings, clock: Clock) -> None:
         self.settings = settings
         self._clock = clock
-        self._captures = 0
+        self._captures = _load_captures(settings.state_file)
         rng = np.random.default_rng(settings.seed)
         self._background = _render_substrate(settings.width, settings.height, rng)
         self._plants = _place_plants(settings, rng)
@@ -92,6 +103,7 @@ class SyntheticCamera:
         """Render the next frame; plants age by `days_per_capture` each call."""
         pixels, truth = self.render(self.day)
         self._captures += 1
+        _save_captures(self.settings.state_file, self._captures)
         s = self.settings
         return Frame(
             captured_at=self._clock.now(),
@@ -105,6 +117,37 @@ class SyntheticCamera:
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+def _load_captures(path: Path | None) -> int:
+    """Captures taken before a restart; 0 when there is no readable state."""
+    if path is None or not path.exists():
+        return 0
+    try:
+        value = json.loads(path.read_text())["captures"]
+        if isinstance(value, int) and value >= 0:
+            return value
+        raise ValueError(f"captures must be a whole number >= 0, not {value!r}")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        # A damaged state file costs the plants their age, never the camera.
+        log.warning(
+            "synthetic camera state unreadable; plants start again",
+            extra={"path": str(path), "error": str(exc)},
+        )
+        return 0
+
+
+def _save_captures(path: Path | None, captures: int) -> None:
+    if path is None:
+        return
+    try:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps({"captures": captures}))
+        os.replace(tmp, path)  # atomic: a crash leaves the old count, not half a file
+    except OSError as exc:
+        log.warning(
+            "synthetic camera state not saved", extra={"path": str(path), "error": str(exc)}
+        )
 
 
 class _Plant:
