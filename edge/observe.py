@@ -25,7 +25,7 @@ from edge.protocol import (
     Observation,
 )
 from edge.verdict import NO_PLANT, TOO_BRIGHT, TOO_DARK, judge
-from edge.vision import Analysis, analyze, decode_for_analysis, render_overlay
+from edge.vision import Analysis, BackgroundModel, analyze, decode_for_analysis, render_overlay
 from edge.vision.decode import decode_full, fit_within, image_size, is_jpeg
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,8 @@ class Observer:
         self.classifier = classifier
         self.model = model
         self.baseline = baseline
+        # A fixed camera's background, learnt from this grow's first captures.
+        self.background = BackgroundModel()
 
     def measure(self, frame: Frame) -> Measured:
         """Canopy analysis at reduced resolution, then the model on the same image."""
@@ -89,7 +91,7 @@ class Observer:
         else:
             assert frame.pixels is not None
             rgb, full = fit_within(frame.pixels, max_side), (frame.width, frame.height)
-        analysis = analyze(rgb, full, self.config.vision.px_per_cm)
+        analysis = analyze(rgb, full, self.config.vision.px_per_cm, background=self.background)
         analysed = time.perf_counter()
         health = None
         sample = None

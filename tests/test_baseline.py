@@ -8,6 +8,7 @@ from edge.agent import Agent
 from edge.clock import FakeClock
 from edge.commands import CommandRunner
 from edge.config import EdgeConfig
+from edge.vision.background import LEARN_CAPTURES
 from tests.conftest import make_config
 
 
@@ -47,6 +48,18 @@ def test_reset_baseline_command_forgets_it_and_new_captures_set_a_new_one(
     obs = agent.capture_once()
     assert obs is not None and obs.health is not None and obs.health.drift is None
     assert agent.baseline.count == 1
+    agent.close()
+
+
+def test_the_agent_learns_the_background_and_a_new_grow_forgets_it(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    agent = Agent(_config(tmp_path), clock=clock).start()
+    for _ in range(LEARN_CAPTURES):
+        agent.capture_once()
+    assert agent.observer.background.ready
+    agent.reset_baseline()
+    assert not agent.observer.background.ready
     agent.close()
 
 
