@@ -78,15 +78,29 @@ def _load(path: Path | None) -> EdgeConfig:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    """Validate a config file."""
-    try:
-        load_config(args.file)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"{exc.source}: {problem}", file=sys.stderr)
+    """Validate a config file and every path it names; report all problems at once."""
+    from edge.config_checks import check_file
+
+    errors, warnings = check_file(args.file)
+    for problem in errors:
+        print(f"{args.file}: {problem}", file=sys.stderr)
+    for problem in warnings:
+        print(f"{args.file}: warning: {problem}", file=sys.stderr)
+    if errors:
         return EXIT_USAGE
-    print(f"{args.file}: ok")
+    print(f"{args.file}: ok" + (f" ({len(warnings)} warnings)" if warnings else ""))
     return EXIT_OK
+
+
+def _load_for_start(path: Path) -> EdgeConfig:
+    """Load a config and refuse to start on a path the agent cannot run without."""
+    from edge.config_checks import startup_problems
+
+    config = load_config(path)
+    problems = startup_problems(config)
+    if problems:
+        raise ConfigError(problems, str(path))
+    return config
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
@@ -132,7 +146,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         # A fresh status-page password each demo run, so it is always in the log.
         (args.data_dir / PASSWORD_FILE).unlink(missing_ok=True)
     else:
-        config = load_config(args.config)
+        config = _load_for_start(args.config)
     setup_logging(config.logging.level, config.logging.format)
     printer = None
     if args.demo:
@@ -160,7 +174,7 @@ def cmd_capture(args: argparse.Namespace) -> int:
     """One capture now."""
     from edge.agent import Agent
 
-    config = load_config(args.config)
+    config = _load_for_start(args.config)
     setup_logging("WARNING", config.logging.format)
     agent = Agent(config).start()
     try:
