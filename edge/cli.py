@@ -111,8 +111,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     setup_logging("WARNING", config.logging.format)
     classifier, model_block = load_model(config.model)
     observer = Observer(config, classifier, model_block)
-    failed = 0
-    for index, path in enumerate(args.images, start=1):
+    images, failed = _expand_images(args.images)
+    for index, path in enumerate(images, start=1):
         try:
             frame = frame_from_file(path, datetime.now(timezone.utc))
             measured = observer.measure(frame)
@@ -120,9 +120,30 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             failed += 1
             print(f"error: {path}: {exc}", file=sys.stderr)
             continue
-        obs = observer.observation(measured, seq=index, stored=False)
+        # The photo came from a file, not from the configured camera backend.
+        obs = observer.observation(measured, seq=index, stored=False).model_copy(
+            update={"camera": "file"}
+        )
         print(observation_json(obs), flush=True)
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _expand_images(paths: list[Path]) -> tuple[list[Path], int]:
+    """Folders become their image files in name order; an empty folder is one failure."""
+    from edge.camera.replay import IMAGE_SUFFIXES
+
+    images: list[Path] = []
+    failed = 0
+    for path in paths:
+        if not path.is_dir():
+            images.append(path)
+            continue
+        found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not found:
+            failed += 1
+            print(f"error: {path}: folder has no .jpg/.jpeg/.png images", file=sys.stderr)
+        images.extend(p for p in found if p.is_file())
+    return images, failed
 
 
 def _install_stop_handlers(stop: Callable[[], None]) -> None:
