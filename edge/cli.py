@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 from types import FrameType
@@ -15,7 +16,7 @@ from types import FrameType
 from edge import __version__
 from edge.config import DEFAULT_CONFIG_PATH, EdgeConfig, config_from_data, load_config
 from edge.errors import ConfigError, CultivaiError
-from edge.logs import setup_logging
+from edge.logs import native_stderr_as_log, setup_logging
 from edge.protocol import Observation
 from edge.store import observation_json
 
@@ -109,7 +110,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
     config = _load(args.config)
     setup_logging("WARNING", config.logging.format)
-    classifier, model_block = load_model(config.model)
+    with _native_log(config.logging.format):
+        classifier, model_block = load_model(config.model)
     observer = Observer(config, classifier, model_block)
     images, failed = _expand_images(args.images)
     for index, path in enumerate(images, start=1):
@@ -146,6 +148,11 @@ def _expand_images(paths: list[Path]) -> tuple[list[Path], int]:
     return images, failed
 
 
+def _native_log(fmt: str) -> AbstractContextManager[None]:
+    """In JSON mode, what native code prints to fd 2 becomes log records."""
+    return native_stderr_as_log() if fmt == "json" else nullcontext()
+
+
 def _install_stop_handlers(stop: Callable[[], None]) -> None:
     def handler(signum: int, _frame: FrameType | None) -> None:
         log.info("stop requested", extra={"signal": signal.Signals(signum).name})
@@ -180,7 +187,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     agent = Agent(config, on_observation=printer, serve_web=True)
     _install_stop_handlers(agent.stop)
     try:
-        agent.start()
+        with _native_log(config.logging.format):
+            agent.start()  # loads the model: LiteRT writes its delegate line to fd 2
         agent.run(max_captures=args.max_captures, capture_first=args.demo)
     finally:
         agent.close()

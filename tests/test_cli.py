@@ -161,3 +161,27 @@ def test_analyze_expands_a_folder_to_its_images_in_name_order(
         err.splitlines()[-1]
         == f"error: {tmp_path / 'empty-folder'}: folder has no .jpg/.jpeg/.png images"
     )
+
+
+def test_json_logs_carry_litert_native_lines_as_json(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    config = write_config(
+        tmp_path,
+        model={"enabled": True},
+        web={"enabled": False},
+        camera={"backend": "synthetic", "width": 320, "height": 240},
+        logging={"format": "json"},
+        schedule={"interval_s": 1},
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge.cli", "run", "--config", str(config), "--max-captures", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(line) for line in proc.stderr.splitlines()]
+    native = [r for r in records if r["logger"] == "edge.native"]
+    assert any("XNNPACK" in r["msg"] for r in native)
