@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from cloud_bridge.config import DEFAULT_CONFIG_PATH, BridgeConfig, load_config
+from cloud_bridge.config import DEFAULT_CONFIG_PATH, BridgeConfig, load_config, path_problems
 from cloud_bridge.errors import BridgeError, ConfigError
 from edge.logs import setup_logging
 
@@ -44,8 +44,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    """Validate a config file."""
-    load_config(args.file)
+    """Validate a config file and the secret and TLS files it names."""
+    problems = path_problems(load_config(args.file))
+    if problems:
+        raise ConfigError(problems, str(args.file))
     print(f"{args.file}: ok")
     return EXIT_OK
 

@@ -20,6 +20,7 @@ from sqlalchemy.exc import ArgumentError
 
 from cloud_bridge.errors import ConfigError, SecretFileError
 from edge import yaml_config
+from edge.path_checks import PathProblem, secret_file, tls_files
 from edge.tls_config import TlsConfig
 
 ENV_PREFIX = "CULTIVAI_BRIDGE__"
@@ -250,7 +251,7 @@ class BridgeConfig(Section):
 
 def describe_errors(exc: ValidationError) -> list[str]:
     """One line per problem: field path, what is wrong and the value that was given."""
-    return yaml_config.describe_errors(exc)
+    return yaml_config.describe_errors(exc, model=BridgeConfig)
 
 
 def config_from_data(
@@ -265,6 +266,21 @@ def config_from_data(
 def load_config(path: Path, env: Mapping[str, str] | None = None) -> BridgeConfig:
     """Read and validate a YAML config file; raises ConfigError listing every problem."""
     return config_from_data(yaml_config.read_yaml(path, ConfigError), env, str(path))
+
+
+def path_problems(config: BridgeConfig) -> list[str]:
+    """Every secret and TLS file the config names that is missing or unusable."""
+    found: list[PathProblem] = []
+    m = config.mqtt
+    if m.password_file is not None:
+        found += secret_file("mqtt.password_file", m.password_file)
+    if m.tls is not None:
+        found += tls_files("mqtt.tls", m.tls)
+    if config.database.password_file is not None:
+        found += secret_file("database.password_file", config.database.password_file)
+    if config.http.enabled and config.http.token_file is not None:
+        found += secret_file("http.token_file", config.http.token_file)
+    return [str(p) for p in found]
 
 
 def read_secret(path: Path, what: str) -> str:

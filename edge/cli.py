@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 from types import FrameType
@@ -15,7 +16,7 @@ from types import FrameType
 from edge import __version__
 from edge.config import DEFAULT_CONFIG_PATH, EdgeConfig, config_from_data, load_config
 from edge.errors import ConfigError, CultivaiError
-from edge.logs import setup_logging
+from edge.logs import native_stderr_as_log, setup_logging
 from edge.protocol import Observation
 from edge.store import observation_json
 
@@ -78,15 +79,29 @@ def _load(path: Path | None) -> EdgeConfig:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    """Validate a config file."""
-    try:
-        load_config(args.file)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"{exc.source}: {problem}", file=sys.stderr)
+    """Validate a config file and every path it names; report all problems at once."""
+    from edge.config_checks import check_file
+
+    errors, warnings = check_file(args.file)
+    for problem in errors:
+        print(f"{args.file}: {problem}", file=sys.stderr)
+    for problem in warnings:
+        print(f"{args.file}: warning: {problem}", file=sys.stderr)
+    if errors:
         return EXIT_USAGE
-    print(f"{args.file}: ok")
+    print(f"{args.file}: ok" + (f" ({len(warnings)} warnings)" if warnings else ""))
     return EXIT_OK
+
+
+def _load_for_start(path: Path) -> EdgeConfig:
+    """Load a config and refuse to start on a path the agent cannot run without."""
+    from edge.config_checks import startup_problems
+
+    config = load_config(path)
+    problems = startup_problems(config)
+    if problems:
+        raise ConfigError(problems, str(path))
+    return config
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
@@ -95,10 +110,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
     config = _load(args.config)
     setup_logging("WARNING", config.logging.format)
-    classifier, model_block = load_model(config.model)
+    with _native_log(config.logging.format):
+        classifier, model_block = load_model(config.model)
     observer = Observer(config, classifier, model_block)
-    failed = 0
-    for index, path in enumerate(args.images, start=1):
+    images, failed = _expand_images(args.images)
+    for index, path in enumerate(images, start=1):
         try:
             frame = frame_from_file(path, datetime.now(timezone.utc))
             measured = observer.measure(frame)
@@ -106,9 +122,35 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             failed += 1
             print(f"error: {path}: {exc}", file=sys.stderr)
             continue
-        obs = observer.observation(measured, seq=index, stored=False)
+        # The photo came from a file, not from the configured camera backend.
+        obs = observer.observation(measured, seq=index, stored=False).model_copy(
+            update={"camera": "file"}
+        )
         print(observation_json(obs), flush=True)
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _expand_images(paths: list[Path]) -> tuple[list[Path], int]:
+    """Folders become their image files in name order; an empty folder is one failure."""
+    from edge.camera.replay import IMAGE_SUFFIXES
+
+    images: list[Path] = []
+    failed = 0
+    for path in paths:
+        if not path.is_dir():
+            images.append(path)
+            continue
+        found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not found:
+            failed += 1
+            print(f"error: {path}: folder has no .jpg/.jpeg/.png images", file=sys.stderr)
+        images.extend(p for p in found if p.is_file())
+    return images, failed
+
+
+def _native_log(fmt: str) -> AbstractContextManager[None]:
+    """In JSON mode, what native code prints to fd 2 becomes log records."""
+    return native_stderr_as_log() if fmt == "json" else nullcontext()
 
 
 def _install_stop_handlers(stop: Callable[[], None]) -> None:
@@ -132,7 +174,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         # A fresh status-page password each demo run, so it is always in the log.
         (args.data_dir / PASSWORD_FILE).unlink(missing_ok=True)
     else:
-        config = load_config(args.config)
+        config = _load_for_start(args.config)
     setup_logging(config.logging.level, config.logging.format)
     printer = None
     if args.demo:
@@ -145,7 +187,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     agent = Agent(config, on_observation=printer, serve_web=True)
     _install_stop_handlers(agent.stop)
     try:
-        agent.start()
+        with _native_log(config.logging.format):
+            agent.start()  # loads the model: LiteRT writes its delegate line to fd 2
         agent.run(max_captures=args.max_captures, capture_first=args.demo)
     finally:
         agent.close()
@@ -160,7 +203,7 @@ def cmd_capture(args: argparse.Namespace) -> int:
     """One capture now."""
     from edge.agent import Agent
 
-    config = load_config(args.config)
+    config = _load_for_start(args.config)
     setup_logging("WARNING", config.logging.format)
     agent = Agent(config).start()
     try:

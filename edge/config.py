@@ -27,7 +27,7 @@ from edge.web.settings import WebConfig
 ENV_PREFIX = "CULTIVAI_EDGE__"
 DEFAULT_CONFIG_PATH = Path("/etc/cultivai/edge.yaml")
 CAMERA_BACKENDS = frozenset({"synthetic", "replay", "opencv", "picamera2"})
-_DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 class Section(BaseModel):
@@ -48,7 +48,7 @@ class DeviceConfig(Section):
     @field_validator("id")
     @classmethod
     def _id_is_topic_safe(cls, value: str) -> str:
-        if not _DEVICE_ID.match(value):
+        if not _DEVICE_ID.fullmatch(value):
             raise ValueError(
                 "must be 1-64 letters, digits, '-', '_' or '.', starting with a letter or "
                 "digit (it is an MQTT topic level, so no '/', '+', '#' or spaces)"
@@ -325,7 +325,7 @@ def _camera_aware(loc: tuple[int | str, ...]) -> str:
 
 def describe_errors(exc: ValidationError) -> list[str]:
     """One line per problem: field path, what is wrong and the value that was given."""
-    return yaml_config.describe_errors(exc, _camera_aware)
+    return yaml_config.describe_errors(exc, _camera_aware, EdgeConfig)
 
 
 def config_from_data(

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
@@ -51,9 +55,36 @@ def setup_logging(level: str = "INFO", fmt: str = "json") -> None:
     """Send the agent's logs to stderr (journald picks them up under systemd)."""
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
+        # Our own copy of stderr, so that native_stderr_as_log() can take fd 2 away
+        # from C libraries without taking it from the log.
+        handler = logging.StreamHandler(os.fdopen(os.dup(2), "w", buffering=1))
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+
+
+@contextmanager
+def native_stderr_as_log(logger: str = "edge.native") -> Iterator[None]:
+    """Log what C/C++ code writes to fd 2 in this block (LiteRT's delegate lines) as records.
+
+    Those libraries write to the file descriptor, past Python's sys.stderr, so in JSON
+    mode their lines would break the one-object-per-line stream.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text = sink.read().decode("utf-8", "replace")
+            for line in text.splitlines():
+                if line.strip():
+                    logging.getLogger(logger).info(line.strip())

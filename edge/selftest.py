@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import shutil
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from edge.broker_check import try_connect
 from edge.camera import open_camera
 from edge.clock import SystemClock
 from edge.config import EdgeConfig
+from edge.config_checks import path_problems
 from edge.errors import CultivaiError
 from edge.gpio import Gpio
 from edge.observe import Observer, load_model
@@ -41,7 +42,10 @@ def _check(part: str, fn: Callable[[], tuple[State, str]]) -> CheckResult:
 
 
 def run_selftest(config: EdgeConfig, pin_factory: Any = None) -> list[CheckResult]:
-    """Check storage, camera, model, broker and GPIO; nothing is stored or published."""
+    """Check config paths, storage, camera, model, broker (a real CONNECT) and GPIO.
+
+    Nothing is stored or published.
+    """
     classifier, model_block = load_model(config.model)
     observer = Observer(config, classifier, model_block)
 
@@ -87,12 +91,19 @@ def run_selftest(config: EdgeConfig, pin_factory: Any = None) -> list[CheckResul
         )
 
     def broker() -> tuple[State, str]:
-        m = config.mqtt
-        if not m.enabled:
+        if not config.mqtt.enabled:
             return "skip", "mqtt.enabled is false"
-        with socket.create_connection((m.host, m.port), timeout=5):
-            pass
-        return "ok", f"{m.host}:{m.port} accepts connections"
+        result = try_connect(config.mqtt, f"{config.device.id}-selftest")
+        return ("ok" if result.accepted else "fail"), result.detail
+
+    def config_paths() -> tuple[State, str]:
+        problems = path_problems(config)
+        fatal = [str(p) for p in problems if p.fatal]
+        if fatal:
+            return "fail", "; ".join(fatal)
+        if problems:
+            return "ok", "warning: " + "; ".join(str(p) for p in problems)
+        return "ok", "every file and folder the config names is usable"
 
     def gpio() -> tuple[State, str]:
         if not config.gpio.any_pin:
@@ -106,6 +117,7 @@ def run_selftest(config: EdgeConfig, pin_factory: Any = None) -> list[CheckResul
         return "ok", f"pins set up with the {config.gpio.pin_factory} pin factory"
 
     results = [
+        _check("config", config_paths),
         _check("storage", storage),
         _check("camera", camera),
         _check("model", model),

@@ -131,3 +131,57 @@ def test_demo_runs_on_embedded_defaults(tmp_path: Path, capsys: pytest.CaptureFi
     obs = json.loads(capsys.readouterr().out.splitlines()[0])
     assert obs["device_id"] == "demo-cam-1" and obs["camera"] == "synthetic"
     assert (tmp_path / "demo" / "edge.sqlite3").is_file()
+
+
+def test_analyze_names_the_file_source_not_the_configured_camera(
+    photos: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["analyze", str(photos["good"])]) == 0
+    assert json.loads(capsys.readouterr().out)["camera"] == "file"
+
+
+def test_analyze_expands_a_folder_to_its_images_in_name_order(
+    tmp_path: Path, photos: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    for name in ("b.jpg", "a.png", "c.JPG"):
+        (folder / name).write_bytes(photos["good"].read_bytes())
+    (folder / "notes.txt").write_text("not an image")
+    (tmp_path / "empty-folder").mkdir()
+    code = main(["analyze", str(folder), str(tmp_path / "empty-folder")])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert [json.loads(x)["image"]["source"] for x in out.splitlines()] == [
+        "a.png",
+        "b.jpg",
+        "c.JPG",
+    ]
+    assert (
+        err.splitlines()[-1]
+        == f"error: {tmp_path / 'empty-folder'}: folder has no .jpg/.jpeg/.png images"
+    )
+
+
+def test_json_logs_carry_litert_native_lines_as_json(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    config = write_config(
+        tmp_path,
+        model={"enabled": True},
+        web={"enabled": False},
+        camera={"backend": "synthetic", "width": 320, "height": 240},
+        logging={"format": "json"},
+        schedule={"interval_s": 1},
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge.cli", "run", "--config", str(config), "--max-captures", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(line) for line in proc.stderr.splitlines()]
+    native = [r for r in records if r["logger"] == "edge.native"]
+    assert any("XNNPACK" in r["msg"] for r in native)
