@@ -147,13 +147,16 @@ class ShippedBroker(Broker):
                     check=True,
                 )
         shutil.copyfile(SHIPPED_DIR / "cultivai.acl", self.acl_path)
-        shipped = [
-            line
-            for line in (SHIPPED_DIR / "cultivai.conf").read_text().splitlines()
-            if line.split(" ", 1)[0] not in _LOCAL_KEYS
-        ]
+        # The test listener takes the place of the shipped first listener, so settings
+        # that must follow a listener line still do.
+        shipped: list[str] = []
+        for line in (SHIPPED_DIR / "cultivai.conf").read_text().splitlines():
+            key = line.split(" ", 1)[0]
+            if key == "listener" and not any(s.startswith("listener ") for s in shipped):
+                shipped.append(f"listener {self.port} {self.host}")
+            elif key not in _LOCAL_KEYS:
+                shipped.append(line)
         local = [
-            f"listener {self.port} {self.host}",
             f"password_file {self.passwd_path}",
             f"acl_file {self.acl_path}",
             f"persistence_location {self.workdir}/",

@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from cloud_bridge.service import Bridge
 from tests.bridge.conftest import bridge_config, count, observation_keys
 from tests.bridge.factory import observation_message, wait_for
+from tests.conftest import REPO
 from tests.mqtt_broker import ShippedBroker, find_mosquitto
 
 BRIDGE_USER = "cultivai-bridge"
@@ -174,3 +175,15 @@ def test_the_bridge_may_send_resend_commands_only(shipped: ShippedBroker) -> Non
     assert "cultivai/v1/dev-a/cmd/capture" not in got
     bridge.close()
     device.close()
+
+
+def test_every_shipped_listener_binds_client_ids_to_user_names() -> None:
+    # Mosquitto 2.0 applies use_username_as_clientid to the listener it follows only.
+    for path in (
+        REPO / "examples" / "mosquitto" / "cultivai.conf",
+        REPO / "ansible" / "roles" / "mqtt_broker" / "templates" / "mosquitto.conf.j2",
+    ):
+        sections = ("\n" + path.read_text()).split("\nlistener ")[1:]
+        assert sections, f"{path.name} has no listener"
+        for section in sections:
+            assert "\nuse_username_as_clientid true\n" in section, f"{path.name}: {section[:40]}"
