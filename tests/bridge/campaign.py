@@ -229,10 +229,13 @@ class Campaign:
             # Faults start once every device's seq 1 is stored: seqs below the first one
             # the bridge ever stored for a device are not asked for (docs/bridge.md).
             self._wait(lambda: all(s > 0 for s in self._stored_counts().values()), 60)
+            # Every kind of fault once, in seeded order, then seeded random ones.
+            first = list(FAULTS)
+            self.rng.shuffle(first)
             deadline = time.monotonic() + self.duration_s
-            while time.monotonic() < deadline:
-                time.sleep(self.rng.uniform(1.0, 6.0))
-                self._fault(self.rng.choice(FAULTS))
+            while first or time.monotonic() < deadline:
+                time.sleep(self.rng.uniform(1.0, 5.0))
+                self._fault(first.pop() if first else self.rng.choice(FAULTS))
             self._stop.set()
             publisher.join()
             time.sleep(1.0)
