@@ -7,7 +7,7 @@ DATA   ?= ../shared/datasets/leaf-health
 PYTEST_ARGS ?=
 
 .PHONY: help demo test lint venv system-deps model bench dist clean db-backup db-restore \
-	fleet-venv fleet-lint fleet-test
+	fleet-venv fleet-lint fleet-test soak
 
 help:
 	@echo "make demo    run the agent on embedded defaults (synthetic camera, no broker)"
@@ -70,6 +70,17 @@ fleet-lint: fleet-venv
 
 fleet-test: venv system-deps fleet-venv
 	$(BIN)/pytest tests/fleet $(PYTEST_ARGS)
+
+# The bridge's fault campaign, long: scripted devices, the shipped broker config, the
+# bridge and PostgreSQL through seeded broker/bridge/database/device faults; `make test`
+# runs a 40 s version. SOAK_S, SOAK_SEED and SOAK_DEVICES tune it.
+SOAK_S ?= 600
+SOAK_SEED ?= 1
+SOAK_DEVICES ?= 5
+soak: venv system-deps
+	CULTIVAI_CAMPAIGN_S=$(SOAK_S) CULTIVAI_CAMPAIGN_SEED=$(SOAK_SEED) \
+	  CULTIVAI_CAMPAIGN_DEVICES=$(SOAK_DEVICES) \
+	  $(BIN)/pytest tests/bridge/test_campaign.py -s -p no:randomly $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .

@@ -37,9 +37,18 @@ from edge.protocol import TOPIC_ROOT
 log = logging.getLogger("cloud_bridge.broker")
 
 
-def shared_topics(group: str, kinds: Iterable[str]) -> list[str]:
-    """The shared subscriptions of a bridge group: `$share/<group>/cultivai/v1/+/<kind>`."""
-    return [f"$share/{group}/{TOPIC_ROOT}/+/{kind}" for kind in kinds]
+def bridge_topics(kinds: Iterable[str]) -> list[str]:
+    """The bridge's subscriptions: `cultivai/v1/+/<kind>`, one plain filter per kind.
+
+    Not MQTT 5 shared subscriptions (`$share/<group>/...`), for two reasons measured on
+    Mosquitto 2.0: its ACL file does not check subscriptions, so any device could join the
+    group and take a share of every device's messages, which its read ACL then refuses
+    to deliver (lost, though the publisher got its PUBACK); and it does not save shared
+    subscriptions in its persistence file, so after a broker restart the bridge session
+    queued nothing until the bridge subscribed again. Several bridges each receive every
+    message; the database's unique keys store each one once.
+    """
+    return [f"{TOPIC_ROOT}/+/{kind}" for kind in kinds]
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from collections import Counter, defaultdict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, false, or_
+from sqlalchemy import ColumnElement, and_, case, false, or_, update
 from sqlalchemy.orm import Session
 
 from cloud_bridge.database import upsert
@@ -41,7 +41,24 @@ def update_devices(
             elif isinstance(message, Stats):
                 session.execute(_stats_statement(dialect, message, received_at, accepted.document))
                 applied["stats"] += 1
+        alive = [t for a, t in by_device[device_id] if not isinstance(a.message, Status)]
+        if alive:
+            session.execute(_alive_statement(device_id, max(alive)))
     return applied
+
+
+def _alive_statement(device_id: str, alive_at: datetime) -> Any:
+    """A device that sent anything after its "offline" status is online: presence follows
+    its latest message (a Will can be older than the messages of a device that stayed up)."""
+    return (
+        update(Device)
+        .where(
+            Device.id == device_id,
+            Device.online.is_(False),
+            or_(Device.status_at.is_(None), Device.status_at < alive_at),
+        )
+        .values(online=True)
+    )
 
 
 def _seen_row(device_id: str, messages: list[tuple[Accepted, datetime]]) -> dict[str, Any]:
@@ -103,15 +120,23 @@ def _status_statement(dialect: str, status: Status, received_at: datetime) -> An
     )
     new = ins.excluded
     # A status belongs to the device session that started at `started_at`: the newest
-    # session wins, and within one session "offline" (the Last Will) wins over "online",
-    # whatever order two bridges commit them in.
+    # session wins; within one session the later one wins (a device that stayed up
+    # reconnects after a broker restart and says "online" again after its Will), and
+    # at the same instant "offline" wins, whatever order two bridges commit them in.
     applies = or_(
         new.session_started_at.is_(None),
         Device.session_started_at.is_(None),
         new.session_started_at > Device.session_started_at,
         and_(
             new.session_started_at == Device.session_started_at,
-            or_(new.online == false(), Device.online.is_not(False)),
+            or_(
+                Device.status_at.is_(None),
+                new.status_at > Device.status_at,
+                and_(
+                    new.status_at == Device.status_at,
+                    or_(new.online == false(), Device.online.is_not(False)),
+                ),
+            ),
         ),
     )
     column = Device.__table__.c

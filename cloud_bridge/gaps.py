@@ -14,7 +14,9 @@ bridge ever stored for a device are not asked for.
 
 A device is asked at most once per `resend_interval_s`, whichever bridge asks: the
 claim is a row in `resend_claims`, taken with one atomic upsert. Devices whose last
-status was "offline" are not asked until they are back.
+status was "offline" and that have sent nothing since are not asked until they are
+back. Each scan takes at most MAX_COMMANDS_PER_DEVICE holes per device, lowest first,
+and visits devices round robin, so no device's backlog delays another's.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import Engine, and_, func, select
+from sqlalchemy import Engine, and_, case, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from cloud_bridge.config import GapsConfig
@@ -82,9 +84,18 @@ class TokenBucket:
 
 
 def find_holes(
-    session: Session, now: datetime, grace_s: float, give_up_after_s: float
+    session: Session,
+    now: datetime,
+    grace_s: float,
+    give_up_after_s: float,
+    per_device: int = MAX_COMMANDS_PER_DEVICE,
+    after: str | None = None,
 ) -> list[Hole]:
-    """Holes whose later seq was stored between `give_up_after_s` and `grace_s` ago."""
+    """Holes whose later seq was stored between `give_up_after_s` and `grace_s` ago.
+
+    At most `per_device` (the lowest) per device; devices in id order, wrapping around
+    after `after` (round robin across scans).
+    """
     since = now - timedelta(seconds=give_up_after_s)
     cutoff = now - timedelta(seconds=grace_s)
     o = ObservationRow
@@ -111,14 +122,29 @@ def find_holes(
         .scalar_subquery()
     )
     prev = func.coalesce(ordered.c.prev_seq, before_first)
-    query = (
-        select(ordered.c.device_id, prev, ordered.c.seq)
+    holes = (
+        select(
+            ordered.c.device_id,
+            prev.label("prev"),
+            ordered.c.seq,
+            func.row_number()
+            .over(partition_by=ordered.c.device_id, order_by=ordered.c.seq)
+            .label("nth"),
+        )
         .where(
             ordered.c.stored_at <= cutoff,
             ordered.c.stored_at >= since,
             ordered.c.seq > prev + 1,
         )
-        .order_by(ordered.c.device_id, ordered.c.seq)
+        .subquery("holes")
+    )
+    # Each device's lowest holes only, and devices in turn starting after `after`, so a
+    # device with thousands of holes can neither crowd out nor starve the others.
+    later = case((holes.c.device_id > after, 0), else_=1) if after is not None else None
+    query = (
+        select(holes.c.device_id, holes.c.prev, holes.c.seq)
+        .where(holes.c.nth <= per_device)
+        .order_by(*([later] if later is not None else []), holes.c.device_id, holes.c.seq)
         .limit(MAX_HOLES_PER_SCAN)
     )
     return [Hole(d, p + 1, s - 1) for d, p, s in session.execute(query).all()]
@@ -141,6 +167,7 @@ class GapFiller:
         self.metrics = metrics
         self.now = now
         self.bucket = TokenBucket(config.max_requests_per_minute)
+        self._after: str | None = None  # the round robin's position: last device asked
 
     def run(self, stop: threading.Event) -> None:
         """Scan every `scan_interval_s` until `stop`; a failed scan is retried next time."""
@@ -155,7 +182,9 @@ class GapFiller:
         """One scan: find holes, claim devices, send commands; returns commands sent."""
         now = self.now()
         with Session(self.engine) as session:
-            holes = find_holes(session, now, self.config.grace_s, self.config.give_up_after_s)
+            holes = find_holes(
+                session, now, self.config.grace_s, self.config.give_up_after_s, after=self._after
+            )
         self.metrics.holes.set(len(holes))
         self.metrics.missing.set(sum(h.size for h in holes))
         by_device: dict[str, list[Hole]] = defaultdict(list)
@@ -172,6 +201,7 @@ class GapFiller:
                 self.metrics.resend_throttled.inc()
                 break
             wanted = device_holes[:MAX_COMMANDS_PER_DEVICE]
+            self._after = device_id
             if not self._claim(device_id, wanted[0], now):
                 continue
             for hole in wanted:
@@ -183,9 +213,11 @@ class GapFiller:
         return sent
 
     def _offline(self, device_ids: list[str]) -> set[str]:
+        """Devices whose last word was "offline": nothing received since that status."""
         with Session(self.engine) as session:
+            silent = or_(Device.status_at.is_(None), Device.last_seen <= Device.status_at)
             rows = session.execute(
-                select(Device.id).where(Device.id.in_(device_ids), Device.online.is_(False))
+                select(Device.id).where(Device.id.in_(device_ids), Device.online.is_(False), silent)
             )
             return {r for (r,) in rows}
 

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from cloud_bridge.api import create_app
-from cloud_bridge.broker import BrokerLink, Inbound, shared_topics
+from cloud_bridge.broker import BrokerLink, Inbound, bridge_topics
 from cloud_bridge.config import BridgeConfig, read_secret
 from cloud_bridge.database import open_engine
 from cloud_bridge.decode import KINDS, Limits
@@ -61,7 +61,7 @@ class Bridge:
         store = FleetStore(self.engine, dead_letter_max_bytes=c.batching.max_payload_bytes)
         limits = Limits(c.batching.max_payload_bytes, c.thumbnails.max_bytes)
         kinds = [k for k in KINDS if k != "thumbnail" or c.thumbnails.enabled]
-        self.link = BrokerLink(c.mqtt, shared_topics(c.mqtt.group, kinds), self._deliver)
+        self.link = BrokerLink(c.mqtt, bridge_topics(kinds), self._deliver)
         self.writer = BatchWriter(
             store, limits, c.batching, c.database.retry_max_s, self.link.ack, self.metrics
         )
@@ -76,7 +76,6 @@ class Bridge:
             "bridge started",
             extra={
                 "client_id": c.mqtt.client_id,
-                "group": c.mqtt.group,
                 "database": self.engine.url.render_as_string(hide_password=True),
                 "http_port": self.http_port,
             },

@@ -160,13 +160,13 @@ class FleetStore:
         )
         inserted = {(d, s) for d, s in session.execute(added).all()} & rows.keys()
         result.stored["observation"] += len(inserted)
-        existing = self._captured_at(session, [k for k in rows if k not in inserted])
+        existing = self._stored(session, [k for k in rows if k not in inserted])
         for key, row in rows.items():
             if key in inserted:
                 continue
             earlier = existing.get(key)
-            if earlier is not None and earlier != row["captured_at"]:
-                conflicts.append(self._conflict(accepted, key, earlier))
+            if earlier is not None and earlier != (row["captured_at"], row["payload"]):
+                conflicts.append(self._conflict(accepted, key, earlier[0]))
             else:
                 result.duplicates["observation"] += 1
         for env in in_batch_dupes:
@@ -174,22 +174,25 @@ class FleetStore:
             dupe = env.decoded.message
             assert isinstance(dupe, Observation)
             key = (dupe.device_id, dupe.seq)
-            reference = existing.get(key, rows[key]["captured_at"])
-            if reference != dupe.captured_at:
-                conflicts.append(self._conflict([env], key, reference))
+            reference = existing.get(key, (rows[key]["captured_at"], rows[key]["payload"]))
+            if reference != (dupe.captured_at, env.decoded.document):
+                conflicts.append(self._conflict([env], key, reference[0]))
             else:
                 result.duplicates["observation"] += 1
         return conflicts
 
-    def _captured_at(
+    def _stored(
         self, session: Session, keys: list[tuple[str, int]]
-    ) -> dict[tuple[str, int], datetime]:
+    ) -> dict[tuple[str, int], tuple[datetime, Any]]:
+        """(captured_at, payload document) of stored observations: a resend repeats both
+        exactly (the device resends the payload it stored), anything else is a conflict."""
         if not keys:
             return {}
-        query = select(
-            ObservationRow.device_id, ObservationRow.seq, ObservationRow.captured_at
-        ).where(tuple_(ObservationRow.device_id, ObservationRow.seq).in_(keys))
-        return {(d, s): c for d, s, c in session.execute(query).all()}
+        o = ObservationRow
+        query = select(o.device_id, o.seq, o.captured_at, o.payload).where(
+            tuple_(o.device_id, o.seq).in_(keys)
+        )
+        return {(d, s): (c, p) for d, s, c, p in session.execute(query).all()}
 
     @staticmethod
     def _conflict(
@@ -204,7 +207,8 @@ class FleetStore:
         )
         error = (
             f"seq {key[1]} of {key[0]} is already stored with captured_at "
-            f"{stored_at.isoformat()}; this one differs (was the device's seq counter reset?)"
+            f"{stored_at.isoformat()}; this one differs in capture time or content "
+            "(was the device's seq counter reset, or its database restored?)"
         )
         return Envelope(env.topic, env.payload, env.received_at, Rejected("conflict", error))
 

@@ -104,3 +104,71 @@ class Broker:
     def log(self) -> str:
         """The broker's log so far."""
         return self.log_path.read_text() if self.log_path.exists() else ""
+
+
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "examples" / "mosquitto"
+# Lines of the shipped config that name this host's files or listeners; the test broker
+# replaces them with its own port and folder and keeps every other setting as shipped.
+_LOCAL_KEYS = {
+    "listener",
+    "cafile",
+    "certfile",
+    "keyfile",
+    "tls_version",
+    "password_file",
+    "acl_file",
+    "persistence_location",
+    "log_dest",
+    "user",
+    "pid_file",
+}
+
+
+class ShippedBroker(Broker):
+    """Mosquitto running the shipped examples/mosquitto config and ACL, on a test port.
+
+    Only `user root`, the listener, and paths differ from the example; `users` maps user
+    names to passwords for the password file.
+    """
+
+    def __init__(self, workdir: Path, users: dict[str, str], port: int | None = None) -> None:
+        super().__init__(workdir, port=port)
+        self.users = users
+        self.passwd_path = workdir / "passwd"
+        self.acl_path = workdir / "cultivai.acl"
+
+    def write_config(self) -> None:
+        """The shipped config with this broker's port and paths."""
+        if not self.passwd_path.exists():
+            for i, (user, password) in enumerate(self.users.items()):
+                flags = ["-c"] if i == 0 else []
+                subprocess.run(
+                    ["mosquitto_passwd", *flags, "-b", str(self.passwd_path), user, password],
+                    check=True,
+                )
+        shutil.copyfile(SHIPPED_DIR / "cultivai.acl", self.acl_path)
+        # The test listener takes the place of the shipped first listener, so settings
+        # that must follow a listener line still do.
+        shipped: list[str] = []
+        for line in (SHIPPED_DIR / "cultivai.conf").read_text().splitlines():
+            key = line.split(" ", 1)[0]
+            if key == "listener" and not any(s.startswith("listener ") for s in shipped):
+                shipped.append(f"listener {self.port} {self.host}")
+            elif key not in _LOCAL_KEYS:
+                shipped.append(line)
+        local = [
+            f"password_file {self.passwd_path}",
+            f"acl_file {self.acl_path}",
+            f"persistence_location {self.workdir}/",
+            f"log_dest file {self.log_path}",
+        ]
+        if os.geteuid() == 0:
+            local.insert(0, "user root")
+        self.config_path.write_text("\n".join(local + shipped) + "\n")
+
+    def kill(self) -> None:
+        """SIGKILL the broker: no final save, like a crash or power loss."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None

@@ -110,8 +110,8 @@ def test_a_device_cannot_read_another_devices_topics(secured_broker: Broker) -> 
         password="pw-b",
     )
     bridge = Client(secured_broker, "cultivai-bridge", "pw-bridge")
-    assert not bridge.publish("cultivai/v1/dev-b/cmd/capture").is_failure
-    assert victim.wait_for(lambda: len(victim.on("/cmd/capture")) == 1)
+    assert not bridge.publish("cultivai/v1/dev-b/cmd/resend").is_failure
+    assert victim.wait_for(lambda: len(victim.on("/cmd/resend")) == 1)
     assert not spy.wait_for(lambda: bool(spy.messages), timeout=1.0)
     for client in (spy, victim, bridge):
         client.close()

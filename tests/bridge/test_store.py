@@ -30,11 +30,21 @@ def _device(engine: Engine, device_id: str = "cam-1") -> Device:
         return session.get_one(Device, device_id)
 
 
-@pytest.mark.parametrize("order", ["online first", "will first"])
-def test_the_last_will_of_a_session_wins_in_either_order(engine: Engine, order: str) -> None:
-    online, will = status_message("cam-1", "online", T0), status_message("cam-1", "offline", T0)
-    for message in (online, will) if order == "online first" else (will, online):
+@pytest.mark.parametrize(("order", "online"), [("online first", False), ("will first", True)])
+def test_within_a_session_the_later_status_wins(engine: Engine, order: str, online: bool) -> None:
+    # "will first": the broker restarted, published the Will, and the device, which stayed
+    # up, reconnected in the same session and said "online" again.
+    first, second = status_message("cam-1", "online", T0), status_message("cam-1", "offline", T0)
+    for message in (first, second) if order == "online first" else (second, first):
         _write(engine, message)
+    assert _device(engine).online is online
+
+
+def test_at_the_same_instant_the_will_wins(engine: Engine) -> None:
+    now = datetime.now(timezone.utc)
+    messages = [status_message("cam-1", "offline", T0), status_message("cam-1", "online", T0)]
+    for t, p in messages:
+        FleetStore(engine, 1024).write([Envelope(t, p, now, decode(t, p, LIMITS))])
     assert _device(engine).online is False
 
 

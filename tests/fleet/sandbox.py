@@ -301,6 +301,14 @@ class Sandbox:
                 "mqtt_broker_port": self.broker_port,
                 "mqtt_broker_bind_address": "127.0.0.1",
                 "mqtt_broker_local_port": 0,
+                # The bridge may send only resend commands; an operator sends captures.
+                "mqtt_broker_extra_users": [
+                    {
+                        "user": "fleet-operator",
+                        "password": "fleet-operator-pw",
+                        "acl": ["topic write cultivai/v1/+/cmd/capture"],
+                    }
+                ],
                 "mqtt_broker_run_user": "root" if os.geteuid() == 0 else "",
                 "mqtt_broker_tls_cert_src": str(self.pki["cert"]),
                 "mqtt_broker_tls_key_src": str(self.pki["key"]),

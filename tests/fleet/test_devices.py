@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from tests.fleet.sandbox import DEVICES, SECRETS, Sandbox, device_password
+from tests.fleet.sandbox import DEVICES, Sandbox, device_password
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -94,14 +94,12 @@ def test_a_device_cannot_log_in_with_another_devices_password(fleet: Sandbox) ->
 
 
 def test_an_observation_travels_from_device_to_the_bridge_database(fleet: Sandbox) -> None:
-    bridge = TlsClient(
-        fleet, "cultivai-bridge", SECRETS["vault_mqtt_bridge_password"], "fleet-test-bridge"
-    )
+    operator = TlsClient(fleet, "fleet-operator", "fleet-operator-pw", "fleet-operator")
     try:
-        ack = bridge.publish("cultivai/v1/dev-b/cmd/capture", json.dumps({}).encode())
+        ack = operator.publish("cultivai/v1/dev-b/cmd/capture", json.dumps({}).encode())
         assert not ack.is_failure
     finally:
-        bridge.close()
+        operator.close()
     dsn = f"postgresql://postgres@127.0.0.1:{fleet.pg_port}/cultivai"
     deadline = time.monotonic() + 60
     with psycopg.connect(dsn, autocommit=True) as conn:
