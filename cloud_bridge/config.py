@@ -52,7 +52,8 @@ class MqttConfig(Section):
     )
     group: str = Field(
         "cultivai-bridge",
-        description="Shared-subscription group; bridge processes in one group share the load.",
+        description="Deprecated and ignored: bridges subscribe without a shared group, since a "
+        "broker ACL file cannot keep devices out of one (see docs/bridge.md).",
     )
     keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive in seconds.")
     session_expiry_s: int = Field(
