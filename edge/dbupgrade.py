@@ -10,6 +10,7 @@ copied, old table dropped. A failure rolls everything back, so no row is lost.
 from __future__ import annotations
 
 import logging
+import sqlite3
 from typing import Any
 
 from sqlalchemy import Table
@@ -65,9 +66,11 @@ def relax_not_null(engine: Engine) -> list[str]:
         dbapi.isolation_level = None  # we issue BEGIN/COMMIT so DDL is inside the transaction
         cur = dbapi.cursor()
         rebuilt: list[str] = []
+        name = ""
         try:
             cur.execute("BEGIN IMMEDIATE")
             for table in Base.metadata.sorted_tables:
+                name = table.name
                 stored = _columns(cur, table.name)
                 if stored and _needs_rebuild(table, stored):
                     rows = _rebuild(cur, engine, table, stored)
@@ -76,6 +79,11 @@ def relax_not_null(engine: Engine) -> list[str]:
                     )
                     rebuilt.append(table.name)
             cur.execute("COMMIT")
+        except sqlite3.Error as exc:
+            cur.execute("ROLLBACK")
+            raise StorageError(
+                f"cannot upgrade table {name} of the device database (left unchanged): {exc}"
+            ) from exc
         except BaseException:
             cur.execute("ROLLBACK")
             raise

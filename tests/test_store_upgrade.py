@@ -5,6 +5,9 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
+
+from edge.errors import StorageError
 from edge.store import DB_NAME, Store, observation_json
 from tests.test_store import builder
 
@@ -131,3 +134,32 @@ def test_an_upgraded_database_is_left_alone_at_the_next_start(tmp_path: Path) ->
     assert conn.execute("SELECT sql FROM sqlite_master ORDER BY name").fetchall() == sql_before
     conn.close()
     assert dump(tmp_path) == first
+
+
+def test_an_upgrade_that_cannot_copy_a_row_leaves_the_database_as_it_was(tmp_path: Path) -> None:
+    # A row the new table refuses (device_id null, once allowed here) stops the rebuild.
+    old_database(tmp_path, rows=3)
+    conn = sqlite3.connect(tmp_path / DB_NAME)
+    conn.executescript(
+        """
+        CREATE TABLE loose AS SELECT * FROM observations;
+        DROP TABLE observations;
+        CREATE TABLE observations (
+            seq INTEGER NOT NULL, device_id VARCHAR(64), captured_at DATETIME NOT NULL,
+            cover_pct FLOAT NOT NULL, yellow_pct FLOAT NOT NULL, brown_pct FLOAT NOT NULL,
+            health_label VARCHAR(64), health_confidence FLOAT, payload TEXT NOT NULL,
+            image_path VARCHAR(255), overlay_path VARCHAR(255), image_bytes INTEGER NOT NULL,
+            PRIMARY KEY (seq)
+        );
+        CREATE INDEX ix_observations_captured_at ON observations (captured_at);
+        INSERT INTO observations SELECT * FROM loose;
+        DROP TABLE loose;
+        UPDATE observations SET device_id = NULL WHERE seq = 2;
+        """
+    )
+    conn.commit()
+    conn.close()
+    before = dump(tmp_path)
+    with pytest.raises(StorageError, match="cannot upgrade table observations"):
+        Store(tmp_path)
+    assert dump(tmp_path) == before
