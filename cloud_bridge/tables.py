@@ -104,8 +104,9 @@ class ObservationRow(Base):
     hue_mean_deg: Mapped[float | None] = mapped_column(Float)
     hue_median_deg: Mapped[float | None] = mapped_column(Float)
     greenness_index: Mapped[float | None] = mapped_column(Float)
-    yellow_pct: Mapped[float] = mapped_column(Float, nullable=False)
-    brown_pct: Mapped[float] = mapped_column(Float, nullable=False)
+    # Null when the light made colour unmeasurable (the payload's canopy.colour_reason).
+    yellow_pct: Mapped[float | None] = mapped_column(Float)
+    brown_pct: Mapped[float | None] = mapped_column(Float)
     exposure_verdict: Mapped[str] = mapped_column(String(8), nullable=False)
     sharpness: Mapped[float] = mapped_column(Float, nullable=False)
     image_stored: Mapped[bool] = mapped_column(Boolean, nullable=False)

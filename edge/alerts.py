@@ -13,8 +13,9 @@ Rules, each raising one alert and clearing it when the condition has ended:
   the alert was raised, on as many captures in a row.
 
 An unknown verdict (not assessed) never counts toward raising or clearing a model
-alert, and photos whose canopy cannot be measured (no plant, bad exposure) are left
-out of the colour rules too.
+alert, and photos whose canopy cannot be measured (no plant, bad exposure) or whose
+colour was not measured (narrow-band LED light, too dark: the value is null) are left
+out of the colour rules too: they neither raise nor clear, and streaks stay as they were.
 """
 
 from __future__ import annotations
@@ -221,7 +222,10 @@ class AlertEngine:
         c = self.config
         events = []
         for metric, kind in COLOUR_RULES:
-            value = float(getattr(obs.canopy, metric))
+            measured = getattr(obs.canopy, metric)
+            if measured is None:  # colour not measurable under this light: no evidence either way
+                continue
+            value = float(measured)
             history = self._history[metric]
             state = self._open.get((kind, None))
             if state is not None:

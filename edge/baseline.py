@@ -37,8 +37,8 @@ class Sample:
     embedding: npt.NDArray[np.float32]
     hue_mean_deg: float | None
     greenness_index: float | None
-    yellow_pct: float
-    brown_pct: float
+    yellow_pct: float | None  # None: colour not measured under this light
+    brown_pct: float | None
 
     def row(self) -> BaselineSampleRow:
         """The database row of this sample."""

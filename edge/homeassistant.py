@@ -21,6 +21,16 @@ _HAS_VERDICT = (
 )
 
 
+def _colour(metric: str) -> str:
+    """A colour metric's template: None (HA's "unknown") when it was not measured.
+
+    The analysis leaves colour null under narrow-band LED light or in a too-dark
+    photo; a missing field (a message from some other sender) reads the same way.
+    """
+    value = f"value_json.canopy.{metric}"
+    return "{{ " + value + " if " + value + " is number else None }}"
+
+
 @dataclass(frozen=True, slots=True)
 class _Entity:
     key: str
@@ -57,13 +67,11 @@ SENSORS = (
         "yellow",
         "Yellowing",
         "observation",
-        "{{ value_json.canopy.yellow_pct }}",
+        _colour("yellow_pct"),
         "%",
         "mdi:leaf-maple",
     ),
-    _Entity(
-        "brown", "Browning", "observation", "{{ value_json.canopy.brown_pct }}", "%", "mdi:leaf-off"
-    ),
+    _Entity("brown", "Browning", "observation", _colour("brown_pct"), "%", "mdi:leaf-off"),
     _Entity(
         "outbox_depth",
         "Outbox depth",

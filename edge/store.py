@@ -36,7 +36,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from edge import outbox
+from edge import dbupgrade, outbox
 from edge.errors import StorageError
 from edge.protocol import Observation
 from edge.tables import AlertRow, Base, Counter, ObservationRow, OutboxRow
@@ -187,6 +187,7 @@ class Store:
         self.engine = sqlite_engine(root / DB_NAME)
         try:
             Base.metadata.create_all(self.engine)
+            dbupgrade.relax_not_null(self.engine)
             with Session(self.engine) as s, s.begin():
                 if s.get(Counter, "seq") is None:
                     s.add(Counter(name="seq", value=0))

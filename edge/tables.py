@@ -28,8 +28,9 @@ class ObservationRow(Base):
     device_id: Mapped[str] = mapped_column(String(64), nullable=False)
     captured_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     cover_pct: Mapped[float] = mapped_column(Float, nullable=False)
-    yellow_pct: Mapped[float] = mapped_column(Float, nullable=False)
-    brown_pct: Mapped[float] = mapped_column(Float, nullable=False)
+    # Null when the light made colour unmeasurable (see canopy.colour_reason).
+    yellow_pct: Mapped[float | None] = mapped_column(Float)
+    brown_pct: Mapped[float | None] = mapped_column(Float)
     health_label: Mapped[str | None] = mapped_column(String(64))
     health_confidence: Mapped[float | None] = mapped_column(Float)
     payload: Mapped[str] = mapped_column(Text, nullable=False)
@@ -105,5 +106,6 @@ class BaselineSampleRow(Base):
     embedding: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
     hue_mean_deg: Mapped[float | None] = mapped_column(Float)
     greenness_index: Mapped[float | None] = mapped_column(Float)
-    yellow_pct: Mapped[float] = mapped_column(Float, nullable=False)
-    brown_pct: Mapped[float] = mapped_column(Float, nullable=False)
+    # Null when the light made colour unmeasurable (see canopy.colour_reason).
+    yellow_pct: Mapped[float | None] = mapped_column(Float)
+    brown_pct: Mapped[float | None] = mapped_column(Float)

@@ -27,8 +27,8 @@ def obs(
     seq: int,
     label: str = "healthy",
     confidence: float = 0.9,
-    yellow: float = 2.0,
-    brown: float = 0.5,
+    yellow: float | None = 2.0,
+    brown: float | None = 0.5,
 ) -> Observation:
     return Observation(
         device_id="cam",
@@ -110,6 +110,27 @@ def test_yellowing_rise_over_baseline_alerts_once_and_clears() -> None:
 def test_slow_drift_moves_the_baseline_and_does_not_alert() -> None:
     yellows = [2 + 0.5 * i for i in range(40)]  # +20 points over 40 captures
     assert run(AlertEngine(CONFIG, []), [obs(i + 1, yellow=y) for i, y in enumerate(yellows)]) == []
+
+
+def test_unmeasured_colour_neither_raises_nor_clears_nor_breaks_a_streak() -> None:
+    # None: the light made colour unmeasurable. Such captures count for nothing.
+    yellows: list[float | None] = [2, 3, 2, 2, 3, 2, 12, None, 14, None, 15]
+    events = run(AlertEngine(CONFIG, []), [obs(i + 1, yellow=y) for i, y in enumerate(yellows)])
+    assert events == [(11, "raise", "yellowing")]  # the rise streak survived the gaps
+    later: list[float | None] = [None] * 10 + [3, None, 3, 3]
+    more = [obs(12 + i, yellow=y, brown=y) for i, y in enumerate(later)]
+    engine = AlertEngine(CONFIG, [])
+    assert run(engine, [obs(i + 1, yellow=y) for i, y in enumerate(yellows)] + more) == [
+        (11, "raise", "yellowing"),
+        (25, "clear", "yellowing"),  # only measured captures clear it, three in a row
+    ]
+
+
+def test_unmeasured_colour_stays_out_of_the_baseline() -> None:
+    engine = AlertEngine(CONFIG, [])
+    run(engine, [obs(1, yellow=None, brown=None) for _ in range(10)])
+    # No measured history yet: a high first value is the baseline, not a rise.
+    assert run(engine, [obs(11 + i, yellow=20, brown=9) for i in range(6)]) == []
 
 
 def test_browning_has_its_own_rule() -> None:

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
+from sqlalchemy.orm import Session
+
 from edge.agent import Agent
+from edge.baseline import GrowBaseline, Sample
 from edge.clock import FakeClock
 from edge.commands import CommandRunner
 from edge.config import EdgeConfig
+from edge.store import Store
 from edge.vision.background import LEARN_CAPTURES
 from tests.conftest import make_config
+
+T0 = datetime(2026, 3, 2, 8, tzinfo=timezone.utc)
 
 
 def _config(tmp_path: Path) -> EdgeConfig:
@@ -82,3 +90,30 @@ def test_a_model_failing_on_a_photo_still_stores_the_canopy(
     agent.close()
     assert len(stored) == 2
     assert all(o.health is None and o.canopy.cover_pct > 0 for o in stored)
+
+
+def _sample(seq: int, yellow: float | None, brown: float | None, tilt: float = 0.0) -> Sample:
+    emb = np.array([1.0, tilt, 0.0, 0.0], np.float32)
+    emb /= np.linalg.norm(emb)
+    return Sample(seq, T0, "whole", emb, None, None, yellow, brown)
+
+
+def test_a_sample_without_colour_drifts_on_what_was_measured(tmp_path: Path) -> None:
+    # Colour left null (narrow-band LED light) leaves those signals out; the embedding counts.
+    store = Store(tmp_path)
+    baseline = GrowBaseline(3)
+    for seq, yellow in ((1, 2.0), (2, None), (3, 3.0)):
+        sample = _sample(seq, yellow, None if yellow is None else 0.5, tilt=0.01 * seq)
+        with Session(store.engine) as s, s.begin():
+            s.add(sample.row())
+        baseline.add(sample)
+    loaded = GrowBaseline.load(store.engine, 3)
+    assert loaded.ready and [s.yellow_pct for s in loaded._samples] == [2.0, None, 3.0]
+    same = loaded.drift(_sample(9, None, None, tilt=0.02))
+    assert same is not None and same < 1.0
+    moved = loaded.drift(_sample(9, None, None, tilt=2.0))
+    assert moved is not None and moved > 5.0
+    assert loaded.drift(_sample(9, 40.0, None, tilt=0.02)) == baseline.drift(
+        _sample(9, 40.0, None, tilt=0.02)
+    )
+    store.close()

@@ -80,6 +80,26 @@ def test_confidence_is_unknown_not_zero_without_a_verdict(health: dict[str, Any]
     assert render(template, observation(health)) == "None"  # HA's "unknown"
 
 
+@pytest.mark.parametrize("entity,metric", [("yellow", "yellow_pct"), ("brown", "brown_pct")])
+def test_colour_not_measured_is_unknown_not_zero(entity: str, metric: str) -> None:
+    template = configs()[f"sensor/{entity}"]["value_template"]
+    unmeasured = observation(None)
+    unmeasured["canopy"][metric] = None  # narrow-band LED light or too dark
+    unmeasured["canopy"]["colour_reason"] = "narrow-band red/blue LED light"
+    assert render(template, unmeasured) == "None"  # HA's "unknown"
+    del unmeasured["canopy"][metric]
+    assert render(template, unmeasured) == "None"
+
+
+@pytest.mark.parametrize("entity,metric", [("yellow", "yellow_pct"), ("brown", "brown_pct")])
+@pytest.mark.parametrize("value", [0.0, 0.5, 37.25])
+def test_colour_measured_is_its_value(entity: str, metric: str, value: float) -> None:
+    template = configs()[f"sensor/{entity}"]["value_template"]
+    measured = observation(None)
+    measured["canopy"][metric] = value
+    assert float(render(template, measured)) == value
+
+
 def test_confidence_is_a_percentage_with_a_verdict() -> None:
     template = configs()["sensor/health_confidence"]["value_template"]
     assert float(render(template, observation(VERDICT))) == 87.3

@@ -64,8 +64,8 @@ class SeriesPoint:
     at: datetime
     count: int
     cover_pct: float
-    yellow_pct: float
-    brown_pct: float
+    yellow_pct: float | None  # None: no capture in the bucket had colour measured
+    brown_pct: float | None
     health_confidence: float | None
     healthy_share: float | None
 
@@ -184,8 +184,8 @@ def series(store: Store, start: datetime, end: datetime, buckets: int) -> list[S
             at=datetime.fromtimestamp(t0 + int(b) * width + width // 2, timezone.utc),
             count=int(n),
             cover_pct=float(cover),
-            yellow_pct=float(yellow),
-            brown_pct=float(brown),
+            yellow_pct=None if yellow is None else float(yellow),  # AVG skips nulls
+            brown_pct=None if brown is None else float(brown),
             health_confidence=None if conf is None else float(conf),
             healthy_share=None if share is None else float(share),
         )

@@ -50,7 +50,11 @@ def test_secrets_are_readable_only_by_their_service(fleet: Sandbox) -> None:
     broker_passwd = fleet.broker.prefix / "etc/mosquitto/cultivai.passwd"
     assert stat.S_IMODE(broker_passwd.stat().st_mode) == 0o600
     text = broker_passwd.read_text()
-    assert [line.split(":")[0] for line in text.splitlines()] == [*DEVICES, "cultivai-bridge"]
+    assert [line.split(":")[0] for line in text.splitlines()] == [
+        *DEVICES,
+        "cultivai-bridge",
+        "fleet-operator",
+    ]
     assert device_password("dev-a") not in text
     assert SECRETS["vault_mqtt_bridge_password"] not in text
     assert "CHANGE-ME" not in fleet.edge_config("dev-a").read_text()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from flask.testing import FlaskClient
@@ -263,3 +264,46 @@ def test_the_page_resets_the_grow_baseline(fresh_device: AgentDevice) -> None:
     assert response.status_code == 303
     assert agent.baseline.count == 0
     assert type(agent.baseline).load(agent.store.engine, 6).count == 0
+
+
+def _without_colour(latest: Observation, reason: str) -> Callable[[int, bool], Observation]:
+    """A copy of `latest` whose colour the analysis could not measure."""
+    canopy = latest.canopy.model_copy(
+        update={
+            "yellow_pct": None,
+            "brown_pct": None,
+            "hue_mean_deg": None,
+            "hue_median_deg": None,
+            "greenness_index": None,
+            "light": "red_blue",
+            "colour_reason": reason,
+        }
+    )
+
+    def build(seq: int, stored: bool) -> Observation:
+        image = latest.image.model_copy(update={"stored": stored})
+        return latest.model_copy(update={"seq": seq, "canopy": canopy, "image": image})
+
+    return build
+
+
+def test_colour_not_measured_is_said_with_its_reason_not_shown_as_a_number(
+    fresh_device: AgentDevice,
+) -> None:
+    client = make_app(fresh_device).test_client()
+    log_in(client)
+    store = fresh_device.agent.store
+    latest = store.recent(1)[0]
+    reason = "narrow-band red/blue LED light: leaf colour cannot be told apart"
+    obs = store.add_observation(_without_colour(latest, reason), None)
+    for page in (client.get("/").text, client.get(f"/photo/{obs.seq}").text):
+        metrics = page[page.index('<dl class="metrics">') :]
+        metrics = metrics[: metrics.index("</dl>")]
+        for name in ("Yellow leaf", "Brown leaf", "Greenness", "Leaf hue"):
+            shown = re.search(rf"<dt>{name}</dt><dd>(.*?)</dd>", metrics, re.S)
+            assert shown is not None, name
+            assert 'class="unmeasured"' in shown.group(1) and "not measured" in shown.group(1)
+            assert str(escape(reason)) in shown.group(1)
+            assert "%" not in shown.group(1)
+        assert f"{obs.canopy.cover_pct:.1f} %" in metrics  # what was measured still shows
+    assert client.get("/history?range=day").status_code == 200

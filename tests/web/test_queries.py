@@ -117,3 +117,46 @@ def test_declined_verdicts_stay_out_of_the_health_chart(fresh_device: AgentDevic
     points = queries.series(store, start, start + timedelta(hours=2), buckets=1)
     assert points[0].health_confidence == pytest.approx(0.8)
     assert points[0].healthy_share == pytest.approx(1.0)
+
+
+def test_series_averages_leave_out_captures_without_colour(fresh_device: AgentDevice) -> None:
+    from edge.protocol import Observation
+
+    store = fresh_device.agent.store
+    latest = store.recent(1)[0]
+    for yellow, brown in ((None, None), (9.0, 3.0), (None, None)):
+        canopy = latest.canopy.model_copy(
+            update={"yellow_pct": yellow, "brown_pct": brown, "colour_reason": "too dark"}
+        )
+
+        def build(seq: int, stored: bool, canopy: object = canopy) -> Observation:
+            return latest.model_copy(update={"seq": seq, "canopy": canopy})
+
+        store.add_observation(build, None)
+    # The bucket holds `latest` too; averages are over the captures whose colour was measured.
+    start = latest.captured_at - timedelta(minutes=30)
+    points = queries.series(store, start, start + timedelta(hours=1), buckets=1)
+    assert points[0].count == 4
+    assert latest.canopy.yellow_pct is not None and latest.canopy.brown_pct is not None
+    assert points[0].yellow_pct == pytest.approx((latest.canopy.yellow_pct + 9.0) / 2)
+    assert points[0].brown_pct == pytest.approx((latest.canopy.brown_pct + 3.0) / 2)
+
+
+def test_a_bucket_without_any_colour_has_no_colour_average(fresh_device: AgentDevice) -> None:
+
+    store = fresh_device.agent.store
+    latest = store.recent(1)[0]
+    later = latest.captured_at + timedelta(days=3)
+    canopy = latest.canopy.model_copy(
+        update={"yellow_pct": None, "brown_pct": None, "colour_reason": "too dark"}
+    )
+    store.add_observation(
+        lambda seq, stored: latest.model_copy(
+            update={"seq": seq, "captured_at": later, "canopy": canopy}
+        ),
+        None,
+    )
+    points = queries.series(store, later - timedelta(hours=1), later + timedelta(hours=1), 1)
+    assert points[0].count == 1
+    assert points[0].yellow_pct is None and points[0].brown_pct is None
+    assert points[0].cover_pct == pytest.approx(latest.canopy.cover_pct)
