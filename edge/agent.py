@@ -23,7 +23,7 @@ from edge.errors import CameraError, CultivaiError, ImageDecodeError, StorageErr
 from edge.gpio import Gpio
 from edge.metrics import AgentMetrics
 from edge.mqtt import MqttLink
-from edge.observe import Measured, Observer, load_model, thumbnail_jpeg
+from edge.observe import Measured, Observer, load_model, stored_background, thumbnail_jpeg
 from edge.protocol import (
     CommandResult,
     Observation,
@@ -112,7 +112,8 @@ class Agent:
         self.gpio.on_button(self.request_capture)
         classifier, model_block = load_model(cfg.model)
         self.baseline = GrowBaseline.load(self.store.engine, cfg.health.baseline_captures)
-        self.observer = Observer(cfg, classifier, model_block, self.baseline)
+        background = stored_background(cfg)
+        self.observer = Observer(cfg, classifier, model_block, self.baseline, background)
         self._report_model()
         self.schedule = Schedule(cfg.schedule)
         self.alerts = AlertEngine(cfg.alerts, self.store.open_alerts(), cfg.health)
@@ -398,6 +399,7 @@ class Agent:
             skipped_dark=s.skipped_dark,
             workers_up=self.supervisor.all_up(),
             worker_problems=self.supervisor.problems(),
+            empty_scene_at=self.observer.background.empty_scene_at,
         )
 
     def status_message(self, state: str) -> Status:
@@ -487,6 +489,22 @@ class Agent:
         """The reset-baseline command."""
         self.reset_baseline()
         return {"baseline_captures": self.baseline.size}
+
+    def capture_empty_scene(self) -> datetime:
+        """Photograph the scene (plants out of view) as the background; raises CameraError."""
+        with self._capture_lock:
+            if self.camera is None and not self._open_camera():
+                raise CameraError(f"camera not available: {self.stats.last_error}")
+            assert self.camera is not None
+            with self.gpio.lit_for_capture():
+                frame = self.camera.capture()
+            taken = self.observer.capture_empty(frame)
+        log.info("empty scene captured; it is the background from now on")
+        return taken
+
+    def command_capture_empty_scene(self) -> dict[str, Any]:
+        """The capture-empty-scene command."""
+        return {"empty_scene_at": self.capture_empty_scene().isoformat()}
 
     def command_set_schedule(self, cmd: SetScheduleCommand) -> dict[str, Any]:
         """Change interval or photoperiod until the next restart."""

@@ -54,6 +54,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--max-captures", type=int, default=None, help="stop after N captures")
     with_config("capture", "take one photo now, store it and print the observation as JSON")
+    with_config(
+        "capture-empty-scene",
+        "photograph the scene with the plants out of view; it is the background from now on",
+    )
     an = sub.add_parser(
         "analyze",
         help="analyze image files; one JSON observation per line",
@@ -219,6 +223,21 @@ def cmd_capture(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_capture_empty_scene(args: argparse.Namespace) -> int:
+    """Photograph the empty scene as the background model (kept in the data folder)."""
+    from edge.agent import Agent
+
+    config = _load_for_start(args.config)
+    setup_logging("WARNING", config.logging.format)
+    agent = Agent(config).start()
+    try:
+        taken = agent.capture_empty_scene()
+    finally:
+        agent.close()
+    print(json.dumps({"empty_scene_at": taken.isoformat()}))
+    return EXIT_OK
+
+
 def cmd_selftest(args: argparse.Namespace) -> int:
     """Check each part and say ok, skipped or why not."""
     from edge.selftest import run_selftest
@@ -237,6 +256,7 @@ def cmd_selftest(args: argparse.Namespace) -> int:
 COMMANDS = {
     "run": cmd_run,
     "capture": cmd_capture,
+    "capture-empty-scene": cmd_capture_empty_scene,
     "analyze": cmd_analyze,
     "check-config": cmd_check_config,
     "selftest": cmd_selftest,

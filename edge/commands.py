@@ -22,6 +22,7 @@ from edge.jsonbounds import loads as bounded_loads
 from edge.protocol import (
     COMMANDS,
     CaptureCommand,
+    CaptureEmptySceneCommand,
     Command,
     CommandResult,
     ReloadModelCommand,
@@ -58,6 +59,10 @@ class CommandTarget(Protocol):
 
     def command_reset_baseline(self) -> dict[str, Any]:
         """Forget the grow baseline (a new grow starts)."""
+        ...
+
+    def command_capture_empty_scene(self) -> dict[str, Any]:
+        """Photograph the empty scene as the background."""
         ...
 
 
@@ -101,6 +106,8 @@ def execute(target: CommandTarget, cmd: Command) -> dict[str, Any]:
         return target.command_set_schedule(cmd)
     if isinstance(cmd, ResetBaselineCommand):
         return target.command_reset_baseline()
+    if isinstance(cmd, CaptureEmptySceneCommand):
+        return target.command_capture_empty_scene()
     raise ValueError(f"no handler for {type(cmd).__name__}")
 
 

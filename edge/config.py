@@ -27,6 +27,7 @@ from edge.web.settings import WebConfig
 ENV_PREFIX = "CULTIVAI_EDGE__"
 DEFAULT_CONFIG_PATH = Path("/etc/cultivai/edge.yaml")
 CAMERA_BACKENDS = frozenset({"synthetic", "replay", "opencv", "picamera2"})
+MIN_CARD_SIDE = 0.01  # a grey card smaller than this share of the frame is a few pixels
 _DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
@@ -108,6 +109,27 @@ class VisionConfig(Section):
     px_per_cm: float | None = Field(
         None, gt=0, description="Full-resolution pixels per cm at canopy height; adds cm^2 areas."
     )
+    white_reference: tuple[float, float, float, float] | None = Field(
+        None,
+        description="A grey card in view, as [x, y, width, height] in fractions of the frame "
+        "(0-1, from the top left); its colour sets the white balance. null: read the lamp.",
+    )
+
+    @field_validator("white_reference")
+    @classmethod
+    def _card_inside_frame(
+        cls, value: tuple[float, float, float, float] | None
+    ) -> tuple[float, float, float, float] | None:
+        if value is None:
+            return None
+        x, y, width, height = value
+        if not (0 <= x < 1 and 0 <= y < 1):
+            raise ValueError("x and y must be fractions of the frame, from 0 up to (not) 1")
+        if width < MIN_CARD_SIDE or height < MIN_CARD_SIDE:
+            raise ValueError(f"width and height must be at least {MIN_CARD_SIDE} of the frame")
+        if x + width > 1 or y + height > 1:
+            raise ValueError("the card must lie inside the frame: x + width and y + height <= 1")
+        return value
 
 
 class ModelConfig(Section):

@@ -26,11 +26,13 @@ from edge.protocol import (
 )
 from edge.verdict import NO_PLANT, TOO_BRIGHT, TOO_DARK, judge
 from edge.vision import Analysis, BackgroundModel, analyze, decode_for_analysis, render_overlay
+from edge.vision.canopy import balanced_frame
 from edge.vision.decode import decode_full, fit_within, image_size, is_jpeg
 
 log = logging.getLogger(__name__)
 # Photos whose canopy cannot be measured: they never enter or get compared to the baseline.
 UNUSABLE = (NO_PLANT, TOO_DARK, TOO_BRIGHT)
+BACKGROUND_FILE = "background.npz"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +67,11 @@ def load_model(config: ModelConfig) -> tuple[Any, ModelBlock]:
     return classifier, ModelBlock(name=info.name, version=info.version, backend=info.backend)
 
 
+def stored_background(config: EdgeConfig) -> BackgroundModel:
+    """The device's background model, kept in its data folder so it survives a restart."""
+    return BackgroundModel(path=config.storage.dir / BACKGROUND_FILE)
+
+
 class Observer:
     """Measures frames and turns them into observations for one device."""
 
@@ -74,24 +81,32 @@ class Observer:
         classifier: Any,
         model: ModelBlock,
         baseline: GrowBaseline | None = None,
+        background: BackgroundModel | None = None,
     ) -> None:
         self.config = config
         self.classifier = classifier
         self.model = model
         self.baseline = baseline
-        # A fixed camera's background, learnt from this grow's first captures.
-        self.background = BackgroundModel()
+        # A fixed camera's background, learnt from this grow's first captures or taken
+        # from an empty-scene capture; kept in memory only unless one with a file is given.
+        self.background = background or BackgroundModel()
+
+    def _analysis_image(self, frame: Frame) -> tuple[np.ndarray, tuple[int, int]]:
+        """The frame at analysis resolution and the photo's full (width, height)."""
+        max_side = self.config.vision.analysis_max_side
+        if frame.jpeg is not None:
+            return decode_for_analysis(frame.jpeg, max_side)
+        assert frame.pixels is not None
+        return fit_within(frame.pixels, max_side), (frame.width, frame.height)
 
     def measure(self, frame: Frame) -> Measured:
         """Canopy analysis at reduced resolution, then the model on the same image."""
         started = time.perf_counter()
-        max_side = self.config.vision.analysis_max_side
-        if frame.jpeg is not None:
-            rgb, full = decode_for_analysis(frame.jpeg, max_side)
-        else:
-            assert frame.pixels is not None
-            rgb, full = fit_within(frame.pixels, max_side), (frame.width, frame.height)
-        analysis = analyze(rgb, full, self.config.vision.px_per_cm, background=self.background)
+        rgb, full = self._analysis_image(frame)
+        v = self.config.vision
+        analysis = analyze(
+            rgb, full, v.px_per_cm, background=self.background, white_reference=v.white_reference
+        )
         analysed = time.perf_counter()
         health = None
         sample = None
@@ -127,6 +142,17 @@ class Observer:
                     health = health.model_copy(update={"drift": self.baseline.drift(sample)})
         done = time.perf_counter()
         return Measured(frame, rgb, analysis, health, analysed - started, done - analysed, sample)
+
+    def capture_empty(self, frame: Frame) -> datetime:
+        """Take a frame with no plants in view as the background; returns when it was taken.
+
+        It is decoded and white-balanced exactly as `measure` prepares a frame, so the
+        background is compared with captures like for like. Raises ImageDecodeError.
+        """
+        rgb, _ = self._analysis_image(frame)
+        balanced, _light = balanced_frame(rgb, self.config.vision.white_reference)
+        self.background.capture_empty(balanced, frame.captured_at)
+        return frame.captured_at
 
     def observation(self, m: Measured, seq: int, stored: bool) -> Observation:
         """The wire message for a measured frame."""

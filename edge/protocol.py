@@ -251,6 +251,10 @@ class ResetBaselineCommand(Command):
     """A new grow starts: forget the grow baseline; the next captures set a new one."""
 
 
+class CaptureEmptySceneCommand(Command):
+    """Photograph the scene with the plants out of view and use it as the background."""
+
+
 class SetScheduleCommand(Command):
     """Change the capture interval or photoperiod until the next restart."""
 
@@ -266,6 +270,7 @@ COMMANDS: dict[str, type[Command]] = {
     "resend": ResendCommand,
     "set-schedule": SetScheduleCommand,
     "reset-baseline": ResetBaselineCommand,
+    "capture-empty-scene": CaptureEmptySceneCommand,
 }
 
 

@@ -61,6 +61,7 @@ class SceneSpec:
     sticky_trap: bool = False  # a yellow sticky insect trap hanging beside the first plant
     empty: bool = False  # the same scene with the plants taken away (pots and all else stay)
     grey_card: bool = False  # a grey reference card in the top-left corner (GREY_CARD)
+    tint: tuple[float, float, float] | None = None  # this lamp's own cast, not the typical one
     leaf_photos: tuple[np.ndarray, ...] = field(default=())  # RGBA cut-outs
 
 
@@ -121,7 +122,7 @@ def render_scene(spec: SceneSpec) -> Scene:
         else:
             _draw_plant(spec, rng, image, plant, chlorotic, (cx, cy), leaf_px)
     lit = image.astype(np.float32) * _shade_map(spec, rng)[..., None]
-    lit *= np.array(LAMPS[spec.lamp], np.float32)
+    lit *= np.array(spec.tint or LAMPS[spec.lamp], np.float32)
     noise = np.random.default_rng((spec.seed, spec.frame))
     lit += noise.normal(0.0, 2.5, size=lit.shape).astype(np.float32)
     rgb = np.clip(lit, 0, 255).astype(np.uint8)

@@ -299,6 +299,21 @@ def sharpness(rgb: np.ndarray) -> float:
     return round(float(cv2.Laplacian(gray, cv2.CV_32F).var()), 2)
 
 
+def balanced_frame(
+    rgb: np.ndarray,
+    white_reference: tuple[float, float, float, float] | None = None,
+    rules: Rules = ALL_RULES,
+) -> tuple[np.ndarray, LightReading]:
+    """The frame white-balanced as analysis measures it, and the light it was taken under."""
+    if rules.white_balance:
+        light = read_light(rgb, white_reference)
+    else:
+        light = LightReading("white", (1.0, 1.0, 1.0), (1.0, 1.0, 1.0), None)
+    # A median takes out JPEG chroma noise, which white balance amplifies (three times
+    # for blue under HPS), so that it cannot paint speckles of colour onto the background.
+    return cv2.medianBlur(white_balance(rgb, light.gains), 3), light
+
+
 def analyze(
     rgb: np.ndarray,
     full_size: tuple[int, int] | None = None,
@@ -317,13 +332,7 @@ def analyze(
     of a grey card as fractions of the frame.
     """
     h, w = rgb.shape[:2]
-    if rules.white_balance:
-        light = read_light(rgb, white_reference)
-    else:
-        light = LightReading("white", (1.0, 1.0, 1.0), (1.0, 1.0, 1.0), None)
-    # A median takes out JPEG chroma noise, which white balance amplifies (three times
-    # for blue under HPS), so that it cannot paint speckles of colour onto the background.
-    balanced = cv2.medianBlur(white_balance(rgb, light.gains), 3)
+    balanced, light = balanced_frame(rgb, white_reference, rules)
     exg = excess_green(balanced)
     hsv = cv2.cvtColor(balanced, cv2.COLOR_RGB2HSV)
     known = background.matches(balanced) if background is not None else None

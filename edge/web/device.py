@@ -33,6 +33,7 @@ class DeviceStatus(TypedDict, total=False):
     skipped_dark: int
     workers_up: bool  # False while a crashed worker thread waits to be restarted
     worker_problems: list[str]
+    empty_scene_at: datetime | None  # when the empty scene in use was photographed
 
 
 class DeviceView(Protocol):
@@ -48,4 +49,11 @@ class DeviceView(Protocol):
 
     def reset_baseline(self) -> None:
         """A new grow starts: forget the grow baseline."""
+        ...
+
+    def capture_empty_scene(self) -> datetime:
+        """Photograph the scene, plants out of view, as the background; when it was taken.
+
+        Raises CultivaiError (the camera failed).
+        """
         ...

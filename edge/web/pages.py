@@ -11,6 +11,7 @@ from flask import Blueprint, abort, redirect, render_template, request, url_for
 from markupsafe import Markup
 from werkzeug.wrappers import Response
 
+from edge.errors import CultivaiError
 from edge.web import queries
 from edge.web.charts import Line, line_chart
 from edge.web.context import web
@@ -22,6 +23,7 @@ RANGES = {"day": timedelta(days=1), "week": timedelta(days=7), "grow": None}
 CHART_BUCKETS = 200
 CAPTURE_WAIT_S = 60
 MAX_TIMELAPSE_FRAMES = 1000
+EMPTY_NOTICES = ("taken", "failed")  # the outcomes of "Capture empty scene" the page reports
 
 
 @bp.get("/")
@@ -30,7 +32,10 @@ def status() -> str:
     ctx = web()
     summary = read_summary(ctx, with_photos=False)
     waiting = _waiting_for_capture(summary.latest.seq if summary.latest else 0)
-    return render_template("status.html", s=summary, waiting=waiting)
+    empty = request.args.get("empty")
+    return render_template(
+        "status.html", s=summary, waiting=waiting, empty=empty if empty in EMPTY_NOTICES else None
+    )
 
 
 def _waiting_for_capture(latest_seq: int) -> bool:
@@ -58,6 +63,19 @@ def reset_baseline() -> Response:
     web().device.reset_baseline()
     log.info("grow baseline reset from the status page", extra={"client": request.remote_addr})
     return redirect(url_for("pages.status"), code=303)
+
+
+@bp.post("/background/empty")
+def capture_empty_scene() -> Response:
+    """Photograph the scene with the plants out of view; it is the background from now on."""
+    ctx = web()
+    try:
+        ctx.device.capture_empty_scene()
+    except CultivaiError as exc:
+        log.error("empty scene not captured", extra={"error": str(exc)})
+        return redirect(url_for("pages.status", empty="failed"), code=303)
+    log.info("empty scene captured from the status page", extra={"client": request.remote_addr})
+    return redirect(url_for("pages.status", empty="taken"), code=303)
 
 
 @bp.get("/history")

@@ -69,6 +69,10 @@ class AgentDevice:
         """A new grow: the agent forgets its baseline."""
         self.agent.reset_baseline()
 
+    def capture_empty_scene(self) -> datetime:
+        """The agent photographs the empty scene."""
+        return self.agent.capture_empty_scene()
+
     def run_in_background(self) -> None:
         """Hold the clock and start the agent's loop."""
         self.clock.held = True
