@@ -59,6 +59,18 @@ class _Handed:
     info: paho.MQTTMessageInfo
 
 
+def _written(info: paho.MQTTMessageInfo) -> bool:
+    """Whether paho wrote a message to the socket; one it dropped with the link was not.
+
+    paho's `is_published()` raises, rather than answering False, for a message whose
+    connection was lost before it was written.
+    """
+    try:
+        return info.is_published()
+    except (RuntimeError, ValueError):
+        return False
+
+
 def backoff_delay(attempt: int, low: float, high: float, rng: random.Random) -> float:
     """Exponential backoff with jitter: between half and all of low * 2**attempt, capped."""
     ceiling = min(high, low * (2 ** min(attempt, 30)))
@@ -280,9 +292,7 @@ class MqttLink:
         ones; rewinding the read cursor to the first of them sends them again,
         in outbox order, and `_hand_out` skips the rows paho still holds.
         """
-        lost = [
-            mid for mid, h in self._inflight.items() if h.qos == 0 and not h.info.is_published()
-        ]
+        lost = [mid for mid, h in self._inflight.items() if h.qos == 0 and not _written(h.info)]
         if not lost:
             return
         first = min(self._inflight[mid].outbox_id for mid in lost)
