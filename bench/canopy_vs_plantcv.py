@@ -2,12 +2,15 @@
 
 Ours runs as the agent runs it: the JPEG is decoded straight to analysis
 resolution (libjpeg DCT scaling, 640 px long side) and measured there. PlantCV runs
-its own steps on the full-size photo: read, excess-green index, binary threshold,
-yellow and brown colour ranges, opening, small-object and hole clean-up, then
-`analyze.size` and `analyze.color`. So that cover is compared on equal terms,
-PlantCV thresholds ExG at the value ours chose for that photo, and uses our colour
-ranges and our clean-up limits (as shares of the frame). Photos are rendered by the
-synthetic camera, which also gives the exact plant mask.
+the same steps on the full-size photo: read, white balance (`pcv.white_balance`, on
+the grey card under a grow light) and a 3x3 median, excess-green index and threshold,
+the shade map (local brightest channel, `pcv.dilate` / `pcv.gaussian_blur` at 1/16
+size), pale leaves joined to leaf, yellow near green tissue in leaf-sized regions,
+brown in small holes, opening and small-object clean-up, then `analyze.size` and
+`analyze.color`. So that cover is compared on equal terms, PlantCV thresholds ExG at
+the value ours chose for that photo, is told which lamp ours read, and uses our
+colour ranges and our limits (as shares of the frame). Photos are rendered by the
+synthetic camera and the grow-room scenes, which also give the exact plant mask.
 
 Needs PlantCV, which is not a project dependency: `make bench` creates a venv with it.
 """
@@ -15,6 +18,7 @@ Needs PlantCV, which is not a project dependency: `make bench` creates a venv wi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import math
 import sys
@@ -37,6 +41,7 @@ from _common import (
     stage_medians,
 )
 
+from edge.camera.growroom import GREY_CARD, SCENE_TYPES, SceneSpec, render_scene
 from edge.config import VisionConfig
 from edge.vision import Analysis, analyze, canopy, decode_for_analysis
 
@@ -55,7 +60,31 @@ class Scene:
     day: float
     yellowing_onset_day: float | None = None
     brightness: float = 1.0
+    room: SceneSpec | None = None  # a grow-room scene instead of the synthetic canopy
 
+    @property
+    def card(self) -> tuple[float, float, float, float] | None:
+        """The grey card's position as fractions of the frame, when the scene has one."""
+        return GREY_CARD if self.room is not None and self.room.grey_card else None
+
+    def render(self) -> tuple[bytes, np.ndarray]:
+        """The photo as JPEG bytes (quality 90) and its exact plant mask."""
+        if self.room is None:
+            return render_photo(
+                WIDTH, HEIGHT, self.seed, self.day, self.yellowing_onset_day, self.brightness
+            )
+        spec = dataclasses.replace(self.room, width=WIDTH, height=HEIGHT, seed=self.seed)
+        scene = render_scene(spec)
+        bgr = cv2.cvtColor(scene.rgb, cv2.COLOR_RGB2BGR)
+        ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        assert ok
+        return buf.tobytes(), scene.plant
+
+
+# Under a grow light both pipelines white-balance on the same grey card (its position
+# in config for ours, the ROI of `pcv.white_balance` for PlantCV).
+WOOD_HPS = dataclasses.replace(SCENE_TYPES["wood, HPS, chlorotic"], grey_card=True)
+CARDBOARD_HPS_SHADE = dataclasses.replace(SCENE_TYPES["cardboard, HPS, shade"], grey_card=True)
 
 SCENES = (
     Scene("seedlings d8", seed=1, day=8.0),
@@ -64,6 +93,11 @@ SCENES = (
     Scene("dense d26", seed=4, day=26.0),
     Scene("yellowing d22", seed=5, day=22.0, yellowing_onset_day=12.0),
     Scene("yellow dim d28", seed=6, day=28.0, yellowing_onset_day=14.0, brightness=0.75),
+    Scene(
+        "cardboard, chlorotic", seed=7, day=0, room=SCENE_TYPES["cardboard, white light, chlorotic"]
+    ),
+    Scene("wood, HPS, chlorotic", seed=8, day=0, room=WOOD_HPS),
+    Scene("cardboard, HPS, shade", seed=9, day=0, room=CARDBOARD_HPS_SHADE),
 )
 
 
@@ -77,45 +111,123 @@ class PlantcvResult:
 
 
 @dataclass(frozen=True, slots=True)
+class Given:
+    """What PlantCV is told from ours' untimed first run: the ExG threshold and the lamp."""
+
+    exg_threshold: float
+    lamp: str
+    card: tuple[float, float, float, float] | None
+
+
+@dataclass(frozen=True, slots=True)
 class CleanUp:
     """Our clean-up limits as shares of the frame, in full-size pixels for PlantCV."""
 
     min_area: int  # smaller plant specks are dropped
     max_hole: int  # enclosed holes up to this size may be brown lesions
+    reach: int  # yellow must lie this close to green tissue (pixels)
+    max_leaf: int  # a yellow region larger than this is not a leaf
 
     @classmethod
     def at(cls, width: int, height: int) -> CleanUp:
-        """The limits ours uses (1/5000 and 1/100 of the frame) for a photo this size."""
-        return cls(min_area=max(4, width * height // 5000), max_hole=width * height // 100)
+        """The limits ours uses (shares of the frame and its diagonal) for a photo this size."""
+        min_area = max(4, width * height // 5000)
+        return cls(
+            min_area=min_area,
+            max_hole=width * height // 100,
+            reach=max(2, int(math.hypot(width, height) * canopy.NEAR_GREEN)),
+            max_leaf=max(min_area, int(width * height * canopy.MAX_LEAF_REGION)),
+        )
 
 
-def run_ours(path: Path, watch: Stopwatch) -> Analysis:
+def run_ours(path: Path, scene: Scene, watch: Stopwatch) -> Analysis:
     """The agent's canopy measurement of a JPEG file."""
     rgb, full = decode_for_analysis(path.read_bytes(), MAX_SIDE)
     watch.lap("read + reduced decode")
-    analysis = analyze(rgb, full)
+    analysis = analyze(rgb, full, white_reference=scene.card)
     watch.lap("analyze")
     return analysis
 
 
+def _components_touching(labels: np.ndarray, count: int, seed: np.ndarray) -> np.ndarray:
+    """Labelled regions holding at least one seed pixel (PlantCV has no such call)."""
+    hit = np.bincount(labels[seed], minlength=count + 1) > 0
+    hit[0] = False
+    return hit[labels]
+
+
 def run_plantcv(
-    pcv: Any, path: Path, exg_threshold: float, limits: CleanUp, watch: Stopwatch
+    pcv: Any, path: Path, given: Given, limits: CleanUp, watch: Stopwatch
 ) -> PlantcvResult:
     """PlantCV's equivalent of our canopy mask and metrics on the full-size photo."""
+    from skimage.measure import label  # PlantCV's own labelling library
+
     pcv.outputs.clear()
     img, _, _ = pcv.readimage(str(path))  # BGR, like every PlantCV colour function expects
     watch.lap("read")
+    # Ours divides out the cast of the lamp it read from the brightest pixels, and
+    # leaves photo-light frames as they are; PlantCV's white balance (told whether a
+    # grow light was read) scales each channel so the frame's brightest value is white.
+    if given.card is not None:
+        h, w = img.shape[:2]
+        x, y, cw, ch = given.card
+        roi = [int(x * w), int(y * h), int(cw * w), int(ch * h)]
+        before = float(np.percentile(img[::4, ::4], 98))
+        img = pcv.white_balance(img, mode="max", roi=roi)
+        # PlantCV makes the card white; ours keeps the frame's brightest level where it
+        # was, so that brightness limits mean the same (no PlantCV call: numpy).
+        after = float(np.percentile(img[::4, ::4], 98)) + 1e-3
+        img = np.clip(img.astype(np.float32) * (before / after), 0, 255).astype(np.uint8)
+    elif given.lamp != "white":
+        img = pcv.white_balance(img, mode="max")
+    img = pcv.median_blur(img, (3, 3, 1))  # per channel, as ours does against JPEG noise
+    watch.lap("white balance + median")
     exg = pcv.spectral_index.egi(img)
     watch.lap("ExG index")
-    green = pcv.threshold.binary(exg.array_data, exg_threshold, "light")
-    yellow, _ = pcv.threshold.custom_range(
-        img,
-        [canopy.YELLOW_HUE[0], canopy.YELLOW_MIN_SAT, canopy.YELLOW_MIN_VAL],
-        [canopy.YELLOW_HUE[1], 255, 255],
-        "HSV",
+    h, w = img.shape[:2]
+    # Shade: the local light level (brightest channel, local maximum at leaf scale),
+    # and the brightness each pixel would have in full light.
+    level = np.max(img, axis=2)
+    small = pcv.transform.resize_factor(level, (1 / 16, 1 / 16))
+    small = pcv.gaussian_blur(pcv.dilate(small, 3, 1), (3, 3))
+    light = pcv.transform.resize(small, (w, h)).astype(np.float32)
+    gain = np.clip(canopy.SHADE_REFERENCE / np.maximum(light, 1.0), 1.0, 4.0)
+    hue = pcv.rgb2gray_hsv(img, "h")
+    sat = pcv.rgb2gray_hsv(img, "s")
+    raw_val = pcv.rgb2gray_hsv(img, "v")
+    val = np.clip(raw_val.astype(np.float32) * gain, 0, 255)
+    watch.lap("shade")
+    strong = exg.array_data > given.exg_threshold
+    # Pale leaves: green-hued pixels just under the threshold, where they join leaf.
+    weak = (
+        (hue >= canopy.GREEN_HUE[0])
+        & (hue <= canopy.GREEN_HUE[1])
+        & (sat >= canopy.GREEN_MIN_SAT)
+        & (exg.array_data > canopy.EXG_WEAK)
+        & (raw_val >= 40)
     )
-    # PlantCV's default opening footprint is the 3x3 cross ours opens with.
-    living = pcv.fill(pcv.opening(pcv.logical_or(green, yellow)), limits.min_area)
+    labels, count = label(weak | strong, connectivity=2, return_num=True)
+    green = pcv.fill(
+        pcv.opening(_components_touching(labels, count, strong).astype(np.uint8) * 255),
+        limits.min_area,
+    )
+    watch.lap("green + pale leaves")
+    yellowish = (
+        (hue >= canopy.YELLOW_HUE[0])
+        & (hue <= canopy.YELLOW_HUE[1])
+        & (sat >= canopy.YELLOW_MIN_SAT)
+        & (val >= canopy.YELLOW_MIN_VAL)
+        & (green == 0)
+    )
+    yellow = pcv.fill(pcv.opening(yellowish.astype(np.uint8) * 255), limits.min_area)
+    # Chlorosis only near green tissue (about one leaf) and in leaf-sized regions.
+    near = pcv.dilate(green, 2 * limits.reach + 1, 1) > 0
+    labels, count = label(yellow > 0, connectivity=2, return_num=True)
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)
+    leaf_sized = (sizes <= limits.max_leaf)[labels] & (labels > 0)
+    yellow = (leaf_sized & _components_touching(labels, count, near)).astype(np.uint8) * 255
+    living = pcv.logical_or(green, yellow)
+    watch.lap("yellow near leaf")
     # Brown counts only inside small enclosed holes (lesions), as in ours.
     holes = pcv.logical_xor(pcv.fill_holes(living), living)
     small_holes = pcv.logical_xor(holes, pcv.fill(holes, limits.max_hole))
@@ -126,7 +238,7 @@ def run_plantcv(
         "HSV",
     )
     plant = pcv.logical_or(living, pcv.logical_and(brownish, small_holes))
-    watch.lap("threshold + clean-up")
+    watch.lap("brown + clean-up")
     pcv.analyze.size(img, plant)
     watch.lap("analyze.size")
     pcv.analyze.color(img, plant, colorspaces="hsv")
@@ -195,8 +307,11 @@ def time_both(pcv: Any, paths: list[Path], repeats: int) -> Timings:
     """Run ours and PlantCV on every photo `repeats` times, alternating which goes first."""
     # One untimed run of each: ours fixes the threshold PlantCV is given, and both
     # pay their first-call costs (lazy imports, allocator growth) outside the timing.
-    analyses = [run_ours(p, Stopwatch()) for p in paths]
-    thresholds = [a.canopy.exg_threshold for a in analyses]
+    analyses = [run_ours(p, scene, Stopwatch()) for p, scene in zip(paths, SCENES, strict=True)]
+    thresholds = [
+        Given(a.canopy.exg_threshold, a.canopy.light, scene.card)
+        for a, scene in zip(analyses, SCENES, strict=True)
+    ]
     limits = CleanUp.at(WIDTH, HEIGHT)
     warm = run_plantcv(pcv, paths[0], thresholds[0], limits, Stopwatch())
     timings = Timings([], [], analyses, [warm] * len(paths))  # every entry is replaced below
@@ -206,7 +321,7 @@ def time_both(pcv: Any, paths: list[Path], repeats: int) -> Timings:
             for which in order:
                 watch = Stopwatch()
                 if which == "ours":
-                    timings.analyses[i] = run_ours(path, watch)
+                    timings.analyses[i] = run_ours(path, SCENES[i], watch)
                     timings.ours.append(watch)
                 else:
                     timings.results[i] = run_plantcv(pcv, path, thresholds[i], limits, watch)
@@ -214,8 +329,8 @@ def time_both(pcv: Any, paths: list[Path], repeats: int) -> Timings:
     return timings
 
 
-def report_agreement(timings: Timings, truths: list[np.ndarray]) -> float:
-    """Print the per-photo agreement table; returns the largest cover gap (points)."""
+def report_agreement(timings: Timings, truths: list[np.ndarray]) -> tuple[float, float]:
+    """Print the per-photo agreement table; the largest cover gaps, photo light and grow light."""
     rows = []
     cover_gaps, hue_gaps, truth_gaps, truth_ious = [], [], [], []
     for scene, analysis, result, truth in zip(
@@ -255,7 +370,10 @@ def report_agreement(timings: Timings, truths: list[np.ndarray]) -> float:
         f"{min(truth_ious):.3f}; hue gap ours vs PlantCV max "
         f"{max(hue_gaps, default=float('nan')):.2f} deg"
     )
-    return max(cover_gaps)
+    lamps = [a.canopy.light for a in timings.analyses]
+    white = [g for g, lamp in zip(cover_gaps, lamps, strict=True) if lamp == "white"]
+    grow = [g for g, lamp in zip(cover_gaps, lamps, strict=True) if lamp != "white"]
+    return max(white), max(grow, default=0.0)
 
 
 def report_speed(timings: Timings) -> float:
@@ -291,15 +409,13 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="canopy-bench-") as tmp:
         paths, truths = [], []
         for i, scene in enumerate(SCENES):
-            data, truth = render_photo(
-                WIDTH, HEIGHT, scene.seed, scene.day, scene.yellowing_onset_day, scene.brightness
-            )
+            data, truth = scene.render()
             paths.append(Path(tmp) / f"{i:02d}.jpg")
             paths[-1].write_bytes(data)
             truths.append(truth)
         timings = time_both(pcv, paths, repeats)
     print()
-    cover_gap = report_agreement(timings, truths)
+    cover_gap, grow_light_gap = report_agreement(timings, truths)
     print()
     ratio = report_speed(timings)
     print()
@@ -307,9 +423,13 @@ def main(argv: list[str] | None = None) -> int:
         f"PlantCV time / ours >= {SPEED_GOAL:.0f}x (measured {ratio:.1f}x)", ratio >= SPEED_GOAL
     )
     print_goal(
-        f"|cover ours - cover PlantCV| <= {COVER_GOAL_PP:.0f} pp on every photo "
+        f"|cover ours - cover PlantCV| <= {COVER_GOAL_PP:.0f} pp on every photo-light photo "
         f"(max {cover_gap:.2f} pp)",
         cover_gap <= COVER_GOAL_PP,
+    )
+    print(
+        f"under a grow light (white balance on a grey card, which PlantCV clips at the "
+        f"card's maximum): cover gap max {grow_light_gap:.2f} pp"
     )
     return 0
 
