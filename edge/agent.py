@@ -14,6 +14,7 @@ from typing import Any
 from edge import __version__
 from edge.alerts import AlertEngine, AlertEvent, alert_message, alert_row
 from edge.baseline import GrowBaseline
+from edge.broker_check import LINK_STATE_FILE
 from edge.camera import Camera, open_camera
 from edge.clock import Clock, SystemClock
 from edge.commands import CommandRunner
@@ -140,6 +141,7 @@ class Agent:
                 firmware=__version__,
                 health_labels=self._health_labels,
                 status_page_port=cfg.web.port if cfg.web.enabled else None,
+                link_state=s.dir / LINK_STATE_FILE,
             )
             self.link.start()
         if self._serve_web and cfg.web.enabled:

@@ -3,16 +3,25 @@
 A TCP connect says nothing about a broker that refuses the device's password or
 whose certificate the configured CA does not trust; this sends CONNECT and reports
 the broker's CONNACK reason code. It connects as `<device id>-selftest` with a clean
-session and no Will, so a running agent keeps its own session and nothing is
-published: a broker that pins client ids to user names refuses that id, and the
-refusal is reported as such.
+session and no Will, so nothing is published.
+
+While the agent runs, no second CONNECT is made: a broker that takes the client id
+from the user name (`use_username_as_clientid`, as the shipped broker config does)
+would give it the agent's id and disconnect the agent. The agent records its own
+link (connected or not, and why) in the data folder whenever it changes, and the
+self-test reports that instead.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import ssl
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -20,6 +29,8 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 
 from edge.config import MqttConfig
 
+LINK_STATE_FILE = "broker-link.json"
+MAX_STATE_BYTES = 4096
 UNSUPPORTED_PROTOCOL = (1, 132)  # CONNACK codes: 3.1.1 "refused protocol", 5 "unsupported"
 _VERSIONS = {"5": MQTTProtocolVersion.MQTTv5, "3.1.1": MQTTProtocolVersion.MQTTv311}
 
@@ -138,3 +149,49 @@ def try_connect(config: MqttConfig, client_id: str, timeout_s: float = 10.0) -> 
             False, f"{where}: broker refused CONNECT: {reason} (reason code {reason.value}; {how})"
         )
     return ConnectResult(True, f"{where}: CONNECT accepted ({how})")
+
+
+def record_link(path: Path, connected: bool, detail: str) -> None:
+    """The running agent's broker link, for `selftest`; a failure to write is not fatal."""
+    from edge.store import write_atomic
+
+    state = {
+        "pid": os.getpid(),
+        "connected": connected,
+        "detail": detail[:500],
+        "at": datetime.now(timezone.utc).isoformat(),
+    }
+    # Not written: the self-test then makes its own CONNECT, as with no agent running.
+    with contextlib.suppress(OSError):
+        write_atomic(path, json.dumps(state).encode())
+
+
+def forget_link(path: Path) -> None:
+    """The agent stops: no running agent speaks for the broker any more."""
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
+
+
+def running_agent_link(path: Path) -> ConnectResult | None:
+    """The link of the agent running on this data folder, or None when none runs."""
+    try:
+        raw = path.read_bytes()[:MAX_STATE_BYTES]
+        state = json.loads(raw)
+        pid, connected = int(state["pid"]), bool(state["connected"])
+        detail, at = str(state["detail"]), str(state["at"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if pid == os.getpid() or not _alive(pid):
+        return None  # left behind by an agent that did not stop cleanly
+    said = "connected" if connected else "not connected"
+    return ConnectResult(connected, f"the running agent (pid {pid}) is {said} since {at}: {detail}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -33,6 +34,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from edge.broker_check import forget_link, record_link
 from edge.config import DeviceConfig, MqttConfig
 from edge.homeassistant import discovery_messages
 from edge.metrics import AgentMetrics
@@ -93,8 +95,11 @@ class MqttLink:
         firmware: str = "",
         health_labels: Callable[[], Sequence[str]] = tuple,
         status_page_port: int | None = None,
+        link_state: Path | None = None,
     ) -> None:
         self.config = config
+        # Where this link says whether it is connected, for `selftest` (None: nowhere).
+        self._link_state = link_state
         self.device = device
         self.outbox = outbox
         self._status = status
@@ -219,6 +224,7 @@ class MqttLink:
                 self._switch_protocol = True
             else:
                 log.error("broker refused the connection", extra={"reason": str(reason)})
+                self._record(False, f"broker refused the connection: {reason}")
             return
         self._ready = True
         self._resend_lost_qos0()
@@ -233,6 +239,9 @@ class MqttLink:
         if self.config.homeassistant_discovery:
             client.subscribe(f"{self.config.homeassistant_prefix}/status", qos=1)
             self._announce()
+        self._record(
+            True, f"connected to {self.config.host}:{self.config.port} ({self._protocol.name})"
+        )
         log.info(
             "connected to broker",
             extra={
@@ -257,6 +266,8 @@ class MqttLink:
             log.info("disconnected from broker", extra={"reason": str(reason)})
         elif self._ready:
             log.warning("disconnected from broker", extra={"reason": str(reason)})
+        if not self._closing:
+            self._record(False, f"disconnected from the broker: {reason}")
         self._ready = False
         self.listening.clear()
         self.metrics.broker_connected.set(0)
@@ -401,6 +412,7 @@ class MqttLink:
         except (OSError, ValueError) as exc:
             if attempt == 0:
                 log.warning("broker unreachable; will retry", extra={"error": str(exc)})
+                self._record(False, f"broker unreachable, retrying: {exc}")
             return False
         return True
 
@@ -499,3 +511,9 @@ class MqttLink:
                 self.client.loop(timeout=LOOP_SLICE_S)
         self._ready = False
         self.metrics.broker_connected.set(0)
+        if self._link_state is not None:
+            forget_link(self._link_state)
+
+    def _record(self, connected: bool, detail: str) -> None:
+        if self._link_state is not None:
+            record_link(self._link_state, connected, detail)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from edge.broker_check import try_connect
+from edge.broker_check import LINK_STATE_FILE, running_agent_link, try_connect
 from edge.camera import open_camera
 from edge.clock import SystemClock
 from edge.config import EdgeConfig
@@ -93,6 +93,9 @@ def run_selftest(config: EdgeConfig, pin_factory: Any = None) -> list[CheckResul
     def broker() -> tuple[State, str]:
         if not config.mqtt.enabled:
             return "skip", "mqtt.enabled is false"
+        running = running_agent_link(config.storage.dir / LINK_STATE_FILE)
+        if running is not None:  # a second CONNECT could take the agent's connection over
+            return ("ok" if running.accepted else "fail"), running.detail
         result = try_connect(config.mqtt, f"{config.device.id}-selftest")
         return ("ok" if result.accepted else "fail"), result.detail
 
