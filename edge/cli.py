@@ -229,7 +229,10 @@ def cmd_capture_empty_scene(args: argparse.Namespace) -> int:
 
     config = _load_for_start(args.config)
     setup_logging("WARNING", config.logging.format)
-    agent = Agent(config).start()
+    # No broker connection: with the device's credentials it could take over the
+    # running agent's (a broker that sets client ids from user names).
+    offline = config.model_copy(update={"mqtt": config.mqtt.model_copy(update={"enabled": False})})
+    agent = Agent(offline).start()
     try:
         taken = agent.capture_empty_scene()
     finally:

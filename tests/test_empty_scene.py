@@ -149,12 +149,13 @@ def test_an_empty_scene_another_process_stored_is_picked_up(tmp_path: Path) -> N
 # -- the command line ------------------------------------------------------------------
 
 
-def _config_file(tmp_path: Path, folder: Path) -> Path:
+def _config_file(tmp_path: Path, folder: Path, **sections: Any) -> Path:
     data = {
         "device": {"id": "cli-cam"},
         "camera": {"backend": "replay", "folder": str(folder)},
         "storage": {"dir": str(tmp_path / "data"), "min_free_mb": 0},
         "model": {"enabled": False},
+        **sections,
     }
     path = tmp_path / "edge.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -211,3 +212,14 @@ def test_the_command_is_answered_on_cmd_result(
         assert refused["ok"] is False and "JSON object" in refused["error"]
     finally:
         recorder.close()
+
+
+def test_the_cli_never_connects_to_the_broker(
+    tmp_path: Path, broker: Any, trap_scene: tuple[Path, Scene]
+) -> None:
+    # With the device's credentials it could take over the running agent's connection.
+    folder, _ = trap_scene
+    mqtt = {"enabled": True, "host": broker.host, "port": broker.port}
+    config = _config_file(tmp_path, folder, mqtt=mqtt)
+    assert main(["capture-empty-scene", "--config", str(config)]) == 0
+    assert "cli-cam" not in broker.log()
