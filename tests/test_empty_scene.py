@@ -193,6 +193,7 @@ def test_the_command_is_answered_on_cmd_result(
     agent = start_agent(_config(tmp_path, folder, mqtt=mqtt))
     recorder = Recorder(broker.host, broker.port, ["cultivai/v1/test-cam/cmd_result"])
     try:
+        assert agent.link is not None and agent.link.listening.wait(30), "agent not subscribed"
         publish(
             broker.host,
             broker.port,
