@@ -18,7 +18,13 @@ import pytest
 import yaml
 from pytest_postgresql.janitor import DatabaseJanitor
 
-from tests.bridge.conftest import TEMPLATE, bridge_settings, pg_cluster  # noqa: F401
+from tests.bridge.conftest import (  # noqa: F401
+    TEMPLATE,
+    bridge_settings,
+    engine,
+    pg_cluster,
+    pg_url,
+)
 from tests.bridge.pg import PgCluster
 from tests.bridge.process import BridgeProcess
 from tests.monitoring.prometheus import Prometheus, find_tool

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from tests.monitoring.conftest import Stack
+from tests.monitoring.grafana import DASHBOARD_FILES, Query, load, queries, render_promql
 from tests.monitoring.prometheus import RULE_FILES
 
 pytestmark = pytest.mark.slow
@@ -74,3 +75,32 @@ def test_device_offline_fires_for_the_killed_agent_only(stack: Stack) -> None:
     assert "mon-cam-2 (farm1/flower) unreachable" in alerts[0]["annotations"]["summary"]
     assert _up(stack)["mon-cam-1"] == 1.0
     assert prom.alerts("CultivaiBridgeDown") == []
+
+
+def _dashboard_promql() -> list[Query]:
+    return [q for f in DASHBOARD_FILES for q in queries(load(f)) if q.kind == "prometheus"]
+
+
+def test_dashboard_promql_runs_on_the_real_scrape(stack: Stack) -> None:
+    recorded = {
+        rule["record"]
+        for f in RULE_FILES
+        for group in yaml.safe_load(f.read_text())["groups"]
+        for rule in group["rules"]
+        if "record" in rule
+    }
+    found = _dashboard_promql()
+    assert len(found) >= 15
+    wanted = {n for q in found for n in METRIC.findall(q.text)}
+    deadline = time.monotonic() + 60
+    while (missing := wanted - scraped_names(stack)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert missing == set(), "dashboards read metrics nobody exports"
+    values = {"site": ["farm1"], "device": ["mon-cam-1"]}
+    for q in found:
+        for name in re.findall(r"\b(cultivai:[a-z0-9_:]+)", q.text):
+            assert name in recorded, (q.panel, name)
+        expr = render_promql(q.text, values, "30s")
+        result = stack.prometheus.query(expr)  # fails on a PromQL error
+        if q.dashboard == "cultivai-device" and "increase(" not in expr:
+            assert result, f"{q.panel}: nothing for mon-cam-1 from {expr}"
