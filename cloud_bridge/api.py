@@ -1,6 +1,7 @@
 """The fleet read API, health checks and metrics (Flask; served by waitress).
 
-Every route is GET-only and reads; the API never writes to the database.
+Every route is GET-only and reads; the API writes nothing to the fleet's tables (the
+shared rate limit, cloud_bridge.guard, keeps its budgets in a table of its own).
 """
 
 from __future__ import annotations
