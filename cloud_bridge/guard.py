@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from flask import Flask, Response, jsonify, request
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
 log = logging.getLogger("cloud_bridge.guard")
@@ -137,12 +137,12 @@ class SharedRateLimiter:
         tokens, allowed = float(row[0]), bool(row[1])
         return 0.0 if allowed else (1 - tokens) / self.rate
 
-    def _forget_idle(self, conn: object) -> None:
+    def _forget_idle(self, conn: Connection) -> None:
         now = time.monotonic()
         if now < self._next_forget:
             return
         self._next_forget = now + self.FORGET_EVERY_S
-        conn.execute(_FORGET, {"s": self.capacity / self.rate})  # type: ignore[attr-defined]
+        conn.execute(_FORGET, {"s": self.capacity / self.rate})
 
 
 def _error(message: str, status: int) -> tuple[Response, int]:

@@ -248,3 +248,15 @@ def test_two_bridge_processes_share_one_budget(bridge_api: Callable[[int], Bridg
     assert 6 <= allowed <= 7, codes
     assert all(429 in statuses for statuses in per_bridge), codes
     assert all(code in (200, 429) for row in codes for code in row)
+
+
+def test_idle_budgets_are_forgotten(engine: Engine) -> None:
+    limiter = SharedRateLimiter(engine, 60)
+    limiter.allow("10.0.0.20")
+    with engine.begin() as conn:  # idle for longer than a full refill takes
+        conn.execute(text("UPDATE api_rate_limits SET updated_at = now() - interval '2 minutes'"))
+    limiter._next_forget = 0.0
+    limiter.allow("10.0.0.21")
+    with engine.connect() as conn:
+        clients = {r[0] for r in conn.execute(text("SELECT client FROM api_rate_limits"))}
+    assert clients == {"10.0.0.21"}
