@@ -7,7 +7,7 @@ DATA   ?= ../shared/datasets/leaf-health
 PYTEST_ARGS ?=
 
 .PHONY: help demo test lint venv system-deps model bench dist clean db-backup db-restore \
-	fleet-venv fleet-lint fleet-test soak
+	fleet-venv fleet-lint fleet-test soak wan-outage
 
 help:
 	@echo "make demo    run the agent on embedded defaults (synthetic camera, no broker)"
@@ -81,6 +81,12 @@ soak: venv system-deps
 	CULTIVAI_CAMPAIGN_S=$(SOAK_S) CULTIVAI_CAMPAIGN_SEED=$(SOAK_SEED) \
 	  CULTIVAI_CAMPAIGN_DEVICES=$(SOAK_DEVICES) \
 	  $(BIN)/pytest tests/bridge/test_campaign.py -s -p no:randomly $(PYTEST_ARGS)
+
+# A site broker bridged to the cloud broker, its WAN link cut for WAN_CUT_S under load;
+# `make test` cuts it for 15 s.
+WAN_CUT_S ?= 60
+wan-outage: venv system-deps
+	CULTIVAI_WAN_CUT_S=$(WAN_CUT_S) $(BIN)/pytest tests/bridge/test_site_broker.py -s $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .

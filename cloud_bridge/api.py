@@ -1,11 +1,12 @@
 """The fleet read API, health checks and metrics (Flask; served by waitress).
 
-Every route is GET-only and reads; the API never writes to the database.
+Every route is GET-only and reads; the API writes nothing to the fleet's tables (the
+shared rate limit, cloud_bridge.guard, keeps its budgets in a table of its own).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -16,7 +17,7 @@ from werkzeug.exceptions import HTTPException
 
 from cloud_bridge.database import is_transient
 from cloud_bridge.decode import DEVICE_ID, safe_text
-from cloud_bridge.guard import RateLimiter, install_guard
+from cloud_bridge.guard import Limiter, install_guard
 from cloud_bridge.queries import AlertState, FleetReader
 
 Check = Callable[[], str | None]
@@ -100,12 +101,15 @@ def create_app(
     checks: Mapping[str, Check],
     registry: CollectorRegistry,
     token: str | None,
-    limiter: RateLimiter,
+    limiter: Limiter,
+    cors_origins: Iterable[str] = (),
+    max_request_bytes: int = 16_384,
+    max_url_bytes: int = 8192,
 ) -> Flask:
     """The Flask app; `checks` feed /readyz, `registry` feeds /metrics."""
     app = Flask("cloud_bridge")
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    install_guard(app, token, limiter)
+    install_guard(app, token, limiter, cors_origins, max_request_bytes, max_url_bytes)
 
     @app.errorhandler(BadQuery)
     def _bad_query(exc: BadQuery) -> tuple[Response, int]:
@@ -120,7 +124,11 @@ def create_app(
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> tuple[Response, int]:
-        return jsonify(error=exc.description or exc.name), exc.code or 500
+        response = jsonify(error=exc.description or exc.name)
+        for name, value in exc.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value  # Allow on a 405, for one
+        return response, exc.code or 500
 
     @app.get("/healthz")
     def healthz() -> Response:

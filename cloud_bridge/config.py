@@ -27,6 +27,9 @@ ENV_PREFIX = "CULTIVAI_BRIDGE__"
 DEFAULT_CONFIG_PATH = Path("/etc/cultivai/bridge.yaml")
 DEFAULT_DATABASE_URL = "sqlite:////var/lib/cultivai-bridge/bridge.sqlite3"
 _TOPIC_LEVEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_ORIGIN = re.compile(
+    r"https?://([A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?"
+)
 
 
 class Section(BaseModel):
@@ -147,6 +150,36 @@ class HttpConfig(Section):
         120, ge=1, le=100_000, description="Requests per minute per client address."
     )
     threads: int = Field(4, ge=1, le=64, description="Worker threads serving requests.")
+    shared_rate_limit: bool = Field(
+        True,
+        description="Keep each client's request budget in the PostgreSQL database, so all "
+        "bridge replicas share one budget; false, or SQLite: a budget per process.",
+    )
+    cors_origins: tuple[str, ...] = Field(
+        (),
+        description="Web origins (https://dash.example.com) whose pages may call the API "
+        "from a browser; empty: none (requests carrying any other Origin are refused).",
+    )
+    max_request_bytes: int = Field(
+        16_384,
+        ge=0,
+        le=1_048_576,
+        description="Largest request body accepted (every route is GET; larger: 413).",
+    )
+    max_url_bytes: int = Field(
+        8192, ge=256, le=65_536, description="Longest path and query string accepted (414)."
+    )
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            if not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"{origin!r} is not an origin: scheme and host, optional port, no path "
+                    "and no wildcard (https://grafana.example.com:3000)"
+                )
+        return tuple(o.lower() for o in value)
 
 
 class BatchingConfig(Section):

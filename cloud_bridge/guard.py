@@ -1,13 +1,20 @@
-"""What stands in front of every request: bearer token, rate limit, security headers."""
+"""What stands in front of every request: size limits, CORS, rate limit, bearer token,
+and the security headers on every response, errors included."""
 
 from __future__ import annotations
 
 import hmac
+import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Protocol
 
 from flask import Flask, Response, jsonify, request
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import SQLAlchemyError
+
+log = logging.getLogger("cloud_bridge.guard")
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 SECURITY_HEADERS = {
@@ -18,10 +25,21 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "Cross-Origin-Resource-Policy": "same-origin",
 }
+CORS_MAX_AGE_S = 600
+MAX_CLIENT_KEY = 128
+
+
+class Limiter(Protocol):
+    """A per-client request budget."""
+
+    def allow(self, client: str) -> float:
+        """0 if the request may go ahead, else seconds until it may."""
+        ...
 
 
 class RateLimiter:
-    """A token bucket per client address: `per_minute` requests, refilled evenly."""
+    """A token bucket per client address in this process: `per_minute` requests,
+    refilled evenly."""
 
     MAX_CLIENTS = 10_000
 
@@ -54,20 +72,130 @@ class RateLimiter:
                 del self._buckets[client]
 
 
-def install_guard(app: Flask, token: str | None, limiter: RateLimiter) -> None:
-    """Require the bearer token (except on health checks), limit rates, add headers."""
+# One statement takes a token atomically: PostgreSQL locks the client's row for the
+# upsert, so concurrent requests to different replicas are counted one after another.
+_TAKE = text(
+    """
+    INSERT INTO api_rate_limits AS b (client, tokens, allowed, updated_at)
+    VALUES (:client, :capacity - 1, true, now())
+    ON CONFLICT (client) DO UPDATE SET
+      tokens = CASE
+        WHEN LEAST(:capacity, b.tokens + EXTRACT(EPOCH FROM now() - b.updated_at) * :rate) >= 1
+        THEN LEAST(:capacity, b.tokens + EXTRACT(EPOCH FROM now() - b.updated_at) * :rate) - 1
+        ELSE LEAST(:capacity, b.tokens + EXTRACT(EPOCH FROM now() - b.updated_at) * :rate)
+      END,
+      allowed =
+        LEAST(:capacity, b.tokens + EXTRACT(EPOCH FROM now() - b.updated_at) * :rate) >= 1,
+      updated_at = now()
+    RETURNING tokens, allowed
+    """
+)
+# A bucket idle for longer than it takes to refill is full: forget it.
+_FORGET = text("DELETE FROM api_rate_limits WHERE updated_at < now() - make_interval(secs => :s)")
+
+
+class SharedRateLimiter:
+    """The same token bucket kept in PostgreSQL (table api_rate_limits), so every bridge
+    replica draws on one budget per client.
+
+    If the database cannot be reached, this process's own bucket (`fallback`) decides,
+    so an outage neither opens the API without limit nor closes it.
+    """
+
+    FORGET_EVERY_S = 60.0
+
+    def __init__(
+        self, engine: Engine, per_minute: int, fallback: RateLimiter | None = None
+    ) -> None:
+        self.engine = engine
+        self.capacity = float(per_minute)
+        self.rate = per_minute / 60.0
+        self.fallback = fallback or RateLimiter(per_minute)
+        self._next_forget = 0.0
+        self._warned = False
+
+    def allow(self, client: str) -> float:
+        """0 if the request may go ahead, else seconds until it may."""
+        key = client[:MAX_CLIENT_KEY]
+        try:
+            with self.engine.begin() as conn:
+                row = conn.execute(
+                    _TAKE, {"client": key, "capacity": self.capacity, "rate": self.rate}
+                ).one()
+                self._forget_idle(conn)
+        except SQLAlchemyError as exc:
+            if not self._warned:
+                log.warning(
+                    "shared rate limit unavailable; limiting in this process",
+                    extra={"error": str(exc).splitlines()[0][:200]},
+                )
+                self._warned = True
+            return self.fallback.allow(key)
+        if self._warned:
+            log.info("shared rate limit reachable again")
+            self._warned = False
+        tokens, allowed = float(row[0]), bool(row[1])
+        return 0.0 if allowed else (1 - tokens) / self.rate
+
+    def _forget_idle(self, conn: Connection) -> None:
+        now = time.monotonic()
+        if now < self._next_forget:
+            return
+        self._next_forget = now + self.FORGET_EVERY_S
+        conn.execute(_FORGET, {"s": self.capacity / self.rate})
+
+
+def _error(message: str, status: int) -> tuple[Response, int]:
+    return jsonify(error=message), status
+
+
+def install_guard(
+    app: Flask,
+    token: str | None,
+    limiter: Limiter,
+    cors_origins: Iterable[str] = (),
+    max_request_bytes: int = 16_384,
+    max_url_bytes: int = 8192,
+) -> None:
+    """Check size, origin, rate and token before every request; add headers after."""
+    origins = frozenset(o.lower() for o in cors_origins)
+    app.config["MAX_CONTENT_LENGTH"] = max_request_bytes
+
+    def too_big() -> bool:
+        if request.content_length is not None:
+            return request.content_length > max_request_bytes
+        if request.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            # No length given: read at most one byte past the limit to find out.
+            return len(request.stream.read(max_request_bytes + 1)) > max_request_bytes
+        return False
 
     @app.before_request
     def _check() -> Response | tuple[Response, int] | None:
+        if len(request.full_path) > max_url_bytes:
+            return _error(f"URL longer than {max_url_bytes} bytes", 414)
+        if too_big():
+            return _error(f"request body larger than {max_request_bytes} bytes", 413)
+        origin = request.headers.get("Origin")
+        if origin is not None and origin.lower() not in origins:
+            return _error("origin not allowed", 403)
+        if request.path not in OPEN_PATHS:
+            wait = limiter.allow(request.remote_addr or "unknown")
+            if wait > 0:
+                response = jsonify(error="too many requests")
+                response.headers["Retry-After"] = str(max(1, round(wait)))
+                return response, 429
+        if request.method == "OPTIONS" and origin is not None:
+            if request.headers.get("Access-Control-Request-Method", "GET") != "GET":
+                return _error("only GET is allowed", 405)
+            response = Response(status=204)
+            response.headers["Access-Control-Allow-Methods"] = "GET"
+            response.headers["Access-Control-Allow-Headers"] = "Authorization"
+            response.headers["Access-Control-Max-Age"] = str(CORS_MAX_AGE_S)
+            return response
         if request.path in OPEN_PATHS:
             return None
-        wait = limiter.allow(request.remote_addr or "unknown")
-        if wait > 0:
-            response = jsonify(error="too many requests")
-            response.headers["Retry-After"] = str(max(1, round(wait)))
-            return response, 429
         if token is None:
-            return jsonify(error="read API disabled: set http.token_file in the config"), 403
+            return _error("read API disabled: set http.token_file in the config", 403)
         given = request.headers.get("Authorization", "")
         scheme, _, value = given.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(
@@ -82,4 +210,10 @@ def install_guard(app: Flask, token: str | None, limiter: RateLimiter) -> None:
     def _headers(response: Response) -> Response:
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
+        if origins:
+            response.vary.add("Origin")
+            origin = request.headers.get("Origin")
+            if origin is not None and origin.lower() in origins:
+                response.headers["Access-Control-Allow-Origin"] = origin
+                response.headers["Access-Control-Expose-Headers"] = "Retry-After"
         return response

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import get_args, get_type_hints
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from cloud_bridge.decode import KINDS, Rejected
 
 _SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _SIZES = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+DEAD_LETTER_REASONS: tuple[str, ...] = get_args(get_type_hints(Rejected)["reason"])
+DATABASE_ERROR_KINDS = ("unavailable", "data")
 
 
 class BridgeMetrics:
@@ -100,3 +106,12 @@ class BridgeMetrics:
             "Resend commands not sent because this bridge's per-minute limit was reached.",
             registry=r,
         )
+        # Every label value exists from the start at 0, so the first dead letter or
+        # database error is an increase Prometheus can see (and alert on).
+        for kind in KINDS:
+            for counter in (self.received, self.stored, self.duplicates):
+                counter.labels(kind)
+        for reason in DEAD_LETTER_REASONS:
+            self.dead_letters.labels(reason)
+        for error in DATABASE_ERROR_KINDS:
+            self.db_errors.labels(error)

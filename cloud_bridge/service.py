@@ -23,7 +23,7 @@ from cloud_bridge.database import open_engine
 from cloud_bridge.decode import KINDS, Limits
 from cloud_bridge.errors import BridgeError
 from cloud_bridge.gaps import GapFiller
-from cloud_bridge.guard import RateLimiter
+from cloud_bridge.guard import Limiter, RateLimiter, SharedRateLimiter
 from cloud_bridge.metrics import BridgeMetrics
 from cloud_bridge.queries import FleetReader
 from cloud_bridge.schema import require_current
@@ -107,13 +107,33 @@ class Bridge:
             {"database": self.check_database, "broker": self.check_broker},
             self.metrics.registry,
             token,
-            RateLimiter(c.rate_limit_per_minute),
+            self._limiter(),
+            c.cors_origins,
+            c.max_request_bytes,
+            c.max_url_bytes,
         )
         try:
-            self._server = create_server(app, host=c.host, port=c.port, threads=c.threads)
+            # waitress's own limits sit above the app's, so the app answers (with its
+            # headers) first.
+            self._server = create_server(
+                app,
+                host=c.host,
+                port=c.port,
+                threads=c.threads,
+                max_request_body_size=c.max_request_bytes + 65_536,
+                max_request_header_size=c.max_url_bytes + 65_536,
+            )
         except OSError as exc:
             raise BridgeError(f"cannot listen on {c.host}:{c.port}: {exc}") from None
         self.http_port = int(self._server.effective_port)
+
+    def _limiter(self) -> Limiter:
+        """One budget per client for all replicas (PostgreSQL), else per process."""
+        c = self.config.http
+        local = RateLimiter(c.rate_limit_per_minute)
+        if c.shared_rate_limit and self.engine_or_fail.dialect.name == "postgresql":
+            return SharedRateLimiter(self.engine_or_fail, c.rate_limit_per_minute, local)
+        return local
 
     @property
     def engine_or_fail(self) -> Engine:

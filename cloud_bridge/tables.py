@@ -193,3 +193,15 @@ class ResendClaim(Base):
     from_seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
     to_seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
     requests: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+
+
+class ApiRateLimit(Base):
+    """One read-API client's token bucket, shared by every bridge replica."""
+
+    __tablename__ = "api_rate_limits"
+    client: Mapped[str] = mapped_column(String(128), primary_key=True)
+    tokens: Mapped[float] = mapped_column(Float, nullable=False)
+    allowed: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+
+    __table_args__ = (Index("ix_api_rate_limits_updated", "updated_at"),)

@@ -123,6 +123,7 @@ class Agent:
         self.metrics.watch_device(
             lambda: self.stats.camera_open, lambda: len(self.store.open_alerts())
         )
+        self.metrics.watch_disk(lambda: disk_free_bytes(cfg.storage.dir))
         if self.camera is None:
             self._open_camera()
         else:
@@ -421,7 +422,6 @@ class Agent:
         """Periodic health figures."""
         store = self.store.stats()
         free = disk_free_bytes(self.config.storage.dir)
-        self.metrics.disk_free_bytes.set(free)
         return Stats(
             device_id=self.config.device.id,
             at=datetime.now(timezone.utc),

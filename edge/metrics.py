@@ -170,6 +170,11 @@ class AgentMetrics:
         """Report this outbox's depth, oldest age and drops, read at every scrape."""
         self._outbox.outbox = outbox
 
+    def watch_disk(self, free_bytes: Callable[[], int]) -> None:
+        """Read free space at every scrape (not only when a stats message goes out, so a
+        device without a broker, or before its first stats, does not show 0)."""
+        self.disk_free_bytes.set_function(lambda: float(free_bytes()))
+
     def watch_device(self, camera_up: Callable[[], bool], open_alerts: Callable[[], int]) -> None:
         """Read camera state and open-alert count from the agent at every scrape."""
         self.camera_up.set_function(lambda: 1.0 if camera_up() else 0.0)
