@@ -7,7 +7,7 @@ DATA   ?= ../shared/datasets/leaf-health
 PYTEST_ARGS ?=
 
 .PHONY: help demo test lint venv system-deps model bench dist clean db-backup db-restore \
-	fleet-venv fleet-lint fleet-test soak tools-venv container-test k8s-check
+	fleet-venv fleet-lint fleet-test soak tools-venv container-test k8s-check stack-test
 
 help:
 	@echo "make demo    run the agent on embedded defaults (synthetic camera, no broker)"
@@ -19,6 +19,7 @@ help:
 	@echo "make db-backup / db-restore BACKUP=...   the bridge database (pg_dump/pg_restore)"
 	@echo "make fleet-lint / fleet-test   ansible-lint and the playbooks run against localhost"
 	@echo "make container-test   the bridge image in a private dockerd; compose and Kubernetes checks"
+	@echo "make stack-test   the one-server stack's images run together (slow)"
 	@echo "make k8s-check   render the Kubernetes overlays, validate them, run checkov"
 
 $(STAMP): pyproject.toml
@@ -110,6 +111,11 @@ tools-venv: $(TOOLS_STAMP)
 # $${XDG_CACHE_HOME:-~/.cache}/cultivai), the compose stack's checks, the manifests.
 container-test: venv system-deps tools-venv
 	$(BIN)/pytest tests/containers $(PYTEST_ARGS)
+
+# The one-server stack's images (Debian packages on the local base) and files run
+# together on the host network: slow on a cold cache (three apt-based image builds).
+stack-test: venv system-deps
+	CULTIVAI_STACK_TEST=1 $(BIN)/pytest tests/containers/test_stack.py -s $(PYTEST_ARGS)
 
 k8s-check: tools-venv
 	@mkdir -p build/k8s

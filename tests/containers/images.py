@@ -251,6 +251,28 @@ def build_bridge_image(docker: DockerLike, base_tag: str) -> str:
     return tag
 
 
+def build_stack_image(docker: DockerLike, base_tag: str, name: str) -> str:
+    """One of the stack's Debian-package images (deploy/compose/NAME), on the local base."""
+    folder = REPO / "deploy" / "compose" / name
+    h = hashlib.sha256(base_tag.encode())
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    tag = f"cultivai-test/{name}:{h.hexdigest()[:12]}"
+    if not docker.has_image(tag):
+        # apt inside the build reaches the Debian mirror over the host network.
+        docker.docker(
+            "build",
+            "--network=host",
+            "--build-arg",
+            f"BASE_IMAGE={base_tag}",
+            "--tag",
+            tag,
+            str(folder),
+            timeout=1800,
+        )
+    return tag
+
+
 def default_recipe() -> BaseRecipe:
     """The base recipe with the machine's mirror."""
     return BaseRecipe(mirror=debian_mirror())

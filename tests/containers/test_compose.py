@@ -108,7 +108,10 @@ def test_monitoring_mounts_the_fleet_prometheus_and_grafana_files() -> None:
     """Prometheus loads deploy/prometheus as kept in git; Grafana deploy/grafana."""
     services = compose_config()["services"]
     prom = mounts(services["prometheus"])
-    assert Path(prom["/etc/prometheus"]) == REPO / "deploy" / "prometheus"
+    fleet = REPO / "deploy" / "prometheus"
+    assert Path(prom["/etc/prometheus/prometheus.yml"]) == fleet / "prometheus.yml"
+    assert Path(prom["/etc/prometheus/rules"]) == fleet / "rules"
+    assert Path(prom["/etc/prometheus/targets"]) == fleet / "targets"
     graf = mounts(services["grafana"])
     assert Path(graf["/etc/grafana/provisioning"]) == REPO / "deploy" / "grafana" / "provisioning"
 

@@ -15,4 +15,4 @@ CREATE DATABASE :"db" OWNER :"user";
 SQL
     pg_ctl --pgdata="$PGDATA" --mode=fast --wait stop >/dev/null
 fi
-exec postgres -c listen_addresses='*' -c unix_socket_directories=/tmp
+exec postgres -c listen_addresses="${POSTGRES_LISTEN_ADDRESSES:-*}" -c unix_socket_directories=/tmp
