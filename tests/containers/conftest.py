@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.bridge.conftest import empty_pg_url, pg_cluster, pg_url  # noqa: F401 (fixtures)
+from tests.bridge.conftest import empty_pg_url, pg_cluster  # noqa: F401 (fixtures)
 from tests.containers import images
 from tests.containers.dockerd import PrivateDockerd, find_dockerd
 

@@ -24,7 +24,8 @@ from tests.containers.bridge_container import BridgeContainer, bridge_settings
 from tests.containers.dockerd import PrivateDockerd
 from tests.mqtt_broker import Broker, find_mosquitto
 
-pytestmark = pytest.mark.container
+# The first test builds the images on a cold cache (debootstrap, wheels, image build).
+pytestmark = [pytest.mark.container, pytest.mark.timeout(1500)]
 BRIDGE_UID = 10001
 
 

@@ -35,6 +35,7 @@ from tests.containers.dockerd import PrivateDockerd
 from tests.mqtt_broker import free_port
 
 pytestmark = [
+    pytest.mark.timeout(2400),
     pytest.mark.stack,
     pytest.mark.container,
     pytest.mark.skipif(
