@@ -7,7 +7,8 @@ DATA   ?= ../shared/datasets/leaf-health
 PYTEST_ARGS ?=
 
 .PHONY: help demo test lint venv system-deps model bench dist clean db-backup db-restore \
-	fleet-venv fleet-lint fleet-test soak wan-outage
+	fleet-venv fleet-lint fleet-test soak wan-outage tools-venv container-test k8s-check \
+	stack-test
 
 help:
 	@echo "make demo    run the agent on embedded defaults (synthetic camera, no broker)"
@@ -18,6 +19,9 @@ help:
 	@echo "make dist    build the wheel devices install"
 	@echo "make db-backup / db-restore BACKUP=...   the bridge database (pg_dump/pg_restore)"
 	@echo "make fleet-lint / fleet-test   ansible-lint and the playbooks run against localhost"
+	@echo "make container-test   the bridge image in a private dockerd; compose and Kubernetes checks"
+	@echo "make stack-test   the one-server stack's images run together (slow)"
+	@echo "make k8s-check   render the Kubernetes overlays, validate them, run checkov"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +42,9 @@ system-deps:
 	command -v logrotate >/dev/null 2>&1 || [ -x /usr/sbin/logrotate ] || missing="$$missing logrotate"; \
 	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
 	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	[ -x /usr/sbin/dockerd ] || missing="$$missing docker.io"; \
+	command -v docker-compose >/dev/null 2>&1 || missing="$$missing docker-compose"; \
+	[ -x /usr/sbin/debootstrap ] || missing="$$missing debootstrap"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
@@ -48,7 +55,7 @@ system-deps:
 demo: venv
 	$(BIN)/cultivai-edge run --demo
 
-test: venv system-deps fleet-venv
+test: venv system-deps fleet-venv tools-venv
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # Ansible lives in a venv of its own; tests/fleet run the playbooks against localhost.
@@ -68,7 +75,7 @@ fleet-lint: fleet-venv
 	cd ansible && for p in site.yml provision.yml update.yml model-rollout.yml rollback.yml; do \
 	  PATH="$(CURDIR)/$(FLEET_VENV)/bin:$$PATH" ansible-playbook --syntax-check $$p || exit 1; done
 
-fleet-test: venv system-deps fleet-venv
+fleet-test: venv system-deps fleet-venv tools-venv
 	$(BIN)/pytest tests/fleet $(PYTEST_ARGS)
 
 # The bridge's fault campaign, long: scripted devices, the shipped broker config, the
@@ -92,6 +99,39 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/hadolint cloud_bridge/Dockerfile deploy/compose/*/Dockerfile
+
+# Kubernetes manifest checks (kubectl with kustomize, kubernetes-validate, checkov)
+# live in a venv of their own: checkov alone pulls in a few hundred packages.
+TOOLS_VENV  := .venv-tools
+TOOLS_STAMP := $(TOOLS_VENV)/.installed
+
+$(TOOLS_STAMP): deploy/k8s/requirements-tools.txt
+	$(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/pip install --quiet --upgrade pip
+	$(TOOLS_VENV)/bin/pip install --quiet -r deploy/k8s/requirements-tools.txt
+	touch $@
+
+tools-venv: $(TOOLS_STAMP)
+
+# The bridge image built and run in a private dockerd (debootstrapped base, cached under
+# $${XDG_CACHE_HOME:-~/.cache}/cultivai), the compose stack's checks, the manifests.
+container-test: venv system-deps tools-venv
+	$(BIN)/pytest tests/containers $(PYTEST_ARGS)
+
+# The one-server stack's images (Debian packages on the local base) and files run
+# together on the host network: slow on a cold cache (three apt-based image builds).
+stack-test: venv system-deps
+	CULTIVAI_STACK_TEST=1 $(BIN)/pytest tests/containers/test_stack.py -s $(PYTEST_ARGS)
+
+k8s-check: tools-venv
+	@mkdir -p build/k8s
+	for o in staging production; do \
+	  $(TOOLS_VENV)/bin/kubectl kustomize deploy/k8s/overlays/$$o > build/k8s/$$o.yaml || exit 1; \
+	  for v in 1.36.0 1.37.0; do \
+	    $(TOOLS_VENV)/bin/kubernetes-validate --strict --quiet -k $$v build/k8s/$$o.yaml || exit 1; done; \
+	done
+	$(TOOLS_VENV)/bin/checkov --quiet --compact --skip-download --framework kubernetes -d build/k8s
 
 model:
 	$(PYTHON) -m venv .venv-train
@@ -133,5 +173,5 @@ db-restore:
 	  --dbname="$(BRIDGE_DB)" "$(BACKUP)"
 
 clean:
-	rm -rf $(VENV) .venv-train .venv-bench $(FLEET_VENV) dist build .pytest_cache .mypy_cache \
+	rm -rf $(VENV) .venv-train .venv-bench $(FLEET_VENV) $(TOOLS_VENV) dist build .pytest_cache .mypy_cache \
 	  .ruff_cache
