@@ -101,8 +101,9 @@ def create_app(
     registry: CollectorRegistry,
     token: str | None,
     limiter: RateLimiter,
+    details: Callable[[], dict[str, Any]] | None = None,
 ) -> Flask:
-    """The Flask app; `checks` feed /readyz, `registry` feeds /metrics."""
+    """The Flask app; `checks` (and `details`, e.g. replica lag) feed /readyz."""
     app = Flask("cloud_bridge")
     app.json.sort_keys = False  # type: ignore[attr-defined]
     install_guard(app, token, limiter)
@@ -131,7 +132,8 @@ def create_app(
         problems = {name: check() for name, check in checks.items()}
         body = {name: problem or "ok" for name, problem in problems.items()}
         ready = not any(problems.values())
-        return jsonify(status="ready" if ready else "not ready", checks=body), (
+        extra = details() if details is not None else {}
+        return jsonify(status="ready" if ready else "not ready", checks=body, **extra), (
             200 if ready else 503
         )
 
