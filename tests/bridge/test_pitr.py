@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -33,6 +34,7 @@ pytestmark = pytest.mark.slow
 # Short in the test so the drill is quick; the role's default is 60 s (docs/bridge.md).
 ARCHIVE_TIMEOUT_S = 3
 DATABASE = "cultivai"
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _missing(reason: str) -> None:
@@ -61,6 +63,21 @@ def archived() -> Iterator[tuple[PgCluster, PgBackRest]]:
         cluster.destroy()
 
 
+def _make(archive: PgBackRest, target: str, **variables: str) -> str:
+    """Run `make TARGET` on this archive's pgBackRest config, as an admin would."""
+    user = archive.repository.user or ""
+    args = [f"PGBACKREST_CONFIG={archive.config}", f"PGBACKREST_USER={user}"]
+    args += [f"{name}={value}" for name, value in variables.items()]
+    done = subprocess.run(
+        ["make", "--no-print-directory", "-C", str(REPO), target, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, f"make {target} failed:\n{done.stdout}{done.stderr}"
+    return done.stdout
+
+
 def _engine(cluster: PgCluster) -> Engine:
     return create_engine(cluster.url(DATABASE), pool_pre_ping=True)
 
@@ -82,7 +99,7 @@ def test_a_destroyed_cluster_comes_back_from_the_archive_and_resends_fill_the_ga
         fleet.start({"url": cluster.url(DATABASE)})
         wait_for(lambda: all(fleet.stored_counts(engine).values()), 60, "first rows stored")
         at_backup = _count(engine)
-        backup(archive.repository, "full")  # online, while the bridge writes
+        _make(archive, "db-backup")  # online, while the bridge writes
         time.sleep(3 * ARCHIVE_TIMEOUT_S)
 
         before = _count(engine)
@@ -146,7 +163,7 @@ def test_a_restore_to_a_named_point_undoes_a_bad_migration(
         backup(archive.repository, "full")
         _store(engine, "cam-late", range(1, 201))  # after the backup: only the WAL has it
         wanted = _fingerprint(engine)
-        restore_point(archive.repository, cluster.dsn(DATABASE), "before-0004")
+        _make(archive, "db-restore-point", NAME="before-0004", ADMIN_DB=cluster.dsn(DATABASE))
         with engine.begin() as conn:  # the bad migration, and a bad DELETE
             conn.execute(text("DROP TABLE alerts CASCADE"))
             conn.execute(text("DELETE FROM observations WHERE seq > 10"))
@@ -155,7 +172,7 @@ def test_a_restore_to_a_named_point_undoes_a_bad_migration(
         engine.dispose()
 
         cluster.stop()
-        restore(archive.repository, name="before-0004")
+        _make(archive, "db-restore", TARGET_NAME="before-0004")
         cluster.start(timeout=120)
         cluster.wait_writable()
 
