@@ -70,20 +70,21 @@ def _postgresql_engine(
 
 # On a standby: seconds since the last replayed transaction was committed on the primary,
 # 0 when everything received is replayed (an idle primary sends nothing to replay, which
-# must not look like lag). On a primary (e.g. a promoted replica) there is no lag.
+# must not look like lag), NULL (unknown) when it is behind but has replayed no
+# transaction since it started. On a primary (e.g. a promoted replica) there is no lag.
 REPLICA_LAG_SQL = text(
     "SELECT CASE WHEN NOT pg_is_in_recovery() THEN 0.0 "
     "WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0.0 "
-    "ELSE coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 0.0) "
+    "ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp()) "
     "END::float8, pg_is_in_recovery()"
 )
 
 
-def replica_lag_s(engine: Engine) -> tuple[float, bool]:
-    """(replay lag in seconds, whether the server is a standby) of the read engine."""
+def replica_lag_s(engine: Engine) -> tuple[float | None, bool]:
+    """(replay lag in seconds or None if unknown, whether the server is a standby)."""
     with engine.connect() as connection:
         lag, standby = connection.execute(REPLICA_LAG_SQL).one()
-    return max(0.0, float(lag)), bool(standby)
+    return (None if lag is None else max(0.0, float(lag))), bool(standby)
 
 
 def _sqlite_engine(url: URL, config: DatabaseConfig) -> Engine:

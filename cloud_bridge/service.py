@@ -147,6 +147,9 @@ class Bridge:
         except Exception as exc:
             self._replica = {"lag_s": None, "standby": None}
             return f"unreachable: {str(exc).splitlines()[0][:200]}"
+        if lag is None:  # behind, but nothing replayed yet to date it: unknown, not 0
+            self._replica = {"lag_s": None, "standby": standby}
+            return None
         self._replica = {"lag_s": round(lag, 3), "standby": standby}
         self.metrics.replica_lag.set(lag)
         if lag > limit:

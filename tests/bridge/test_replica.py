@@ -29,6 +29,7 @@ from cloud_bridge.errors import ConfigError
 from cloud_bridge.schema import migrate
 from cloud_bridge.service import Bridge
 from cloud_bridge.tables import ObservationRow
+from tests.bridge.conftest import bridge_config
 from tests.bridge.live_fleet import LiveFleet, wait_for
 from tests.bridge.pg import PgCluster, find_pg_bin
 from tests.mqtt_broker import find_mosquitto
@@ -77,6 +78,12 @@ def _get(port: int, path: str, token: str | None = None) -> tuple[int, dict[str,
             return r.status, json.loads(r.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
+
+
+def _has_table(cluster: PgCluster, name: str) -> bool:
+    with psycopg.connect(cluster.dsn(DATABASE)) as conn:
+        row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()
+    return bool(row and row[0])
 
 
 def _read_sessions(replica: Engine) -> int:
@@ -147,6 +154,35 @@ def test_failover_to_the_promoted_replica_loses_nothing_and_ingest_resumes(
         fleet.close()
         on_primary.dispose()
         on_replica.dispose()
+
+
+@pytest.mark.slow
+def test_readiness_reports_a_replica_that_stopped_replaying(
+    pair: tuple[PgCluster, PgCluster], broker: Any
+) -> None:
+    primary, replica = pair
+    database = {"read_url": replica.url(DATABASE), "read_max_lag_s": 0.5}
+    bridge = Bridge(bridge_config(broker, primary.url(DATABASE), database=database)).start()
+    try:
+        with psycopg.connect(primary.dsn(DATABASE), autocommit=True) as conn:
+            conn.execute("CREATE TABLE lag_probe (at timestamptz DEFAULT now())")
+        wait_for(lambda: _has_table(replica, "lag_probe"), 30, "the table on the replica")
+        assert bridge.check_replica() is None
+        with psycopg.connect(replica.dsn("postgres"), autocommit=True) as conn:
+            conn.execute("SELECT pg_wal_replay_pause()")
+        with psycopg.connect(primary.dsn(DATABASE), autocommit=True) as conn:
+            conn.execute("INSERT INTO lag_probe DEFAULT VALUES")
+        wait_for(
+            lambda: (bridge.check_replica() or "").startswith("replays"),
+            30,
+            "a paused replica reported as lagging",
+        )
+        assert bridge.metrics.replica_lag._value.get() > 0.5
+        with psycopg.connect(replica.dsn("postgres"), autocommit=True) as conn:
+            conn.execute("SELECT pg_wal_replay_resume()")
+        wait_for(lambda: bridge.check_replica() is None, 30, "the replica caught up")
+    finally:
+        bridge.stop()
 
 
 def test_the_read_engine_refuses_writes_and_reports_no_lag_on_a_primary(
