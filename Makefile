@@ -7,6 +7,7 @@ DATA   ?= ../shared/datasets/leaf-health
 PYTEST_ARGS ?=
 
 .PHONY: help demo test lint venv system-deps model bench dist clean db-backup db-restore \
+	db-restore-point db-backup-info \
 	fleet-venv fleet-lint fleet-test soak wan-outage tools-venv container-test k8s-check \
 	stack-test
 
@@ -17,7 +18,8 @@ help:
 	@echo "make model DATA=...   retrain and export the plant-health model"
 	@echo "make bench   benchmarks (canopy vs PlantCV, capture pipeline, inference)"
 	@echo "make dist    build the wheel devices install"
-	@echo "make db-backup / db-restore BACKUP=...   the bridge database (pg_dump/pg_restore)"
+	@echo "make db-backup / db-restore [TARGET_NAME=...|TARGET_TIME=...]   the bridge database (pgBackRest)"
+	@echo "make db-restore-point NAME=...   a named point to restore to (before a migration)"
 	@echo "make fleet-lint / fleet-test   ansible-lint and the playbooks run against localhost"
 	@echo "make container-test   the bridge image in a private dockerd; compose and Kubernetes checks"
 	@echo "make stack-test   the one-server stack's images run together (slow)"
@@ -45,6 +47,7 @@ system-deps:
 	[ -x /usr/sbin/dockerd ] || missing="$$missing docker.io"; \
 	command -v docker-compose >/dev/null 2>&1 || missing="$$missing docker-compose"; \
 	[ -x /usr/sbin/debootstrap ] || missing="$$missing debootstrap"; \
+	command -v pgbackrest >/dev/null 2>&1 || missing="$$missing pgbackrest"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
@@ -157,20 +160,51 @@ dist: venv
 	$(BIN)/pip install --quiet build
 	$(BIN)/python -m build --wheel --outdir dist
 
-# The cloud bridge's PostgreSQL database: a custom-format dump, restored in one
-# transaction. BRIDGE_DB is a libpq URL; the password comes from ~/.pgpass.
+# The cloud bridge's PostgreSQL database (docs/bridge.md, "Backups and recovery").
+# Default: pgBackRest base backups plus the continuous WAL archive the postgres role
+# sets up; restores go to the end of the archive, a restore point (TARGET_NAME) or a
+# time (TARGET_TIME), with PostgreSQL stopped. DB_BACKUP=dump: a logical custom-format
+# dump instead (BRIDGE_DB is a libpq URL; the password comes from ~/.pgpass), restored
+# in one transaction.
+DB_BACKUP ?= pgbackrest
+PGBACKREST_CONFIG ?= /etc/pgbackrest/pgbackrest.conf
+PGBACKREST_STANZA ?= cultivai
+PGBACKREST_USER ?= postgres
+BACKUP_TYPE ?= full
+TARGET_NAME ?=
+TARGET_TIME ?=
+# A superuser connection for restore points (peer authentication as postgres by default).
+ADMIN_DB ?= postgresql:///postgres
+BACKUP_OPS = $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)) -m cloud_bridge.ops.backup --config="$(PGBACKREST_CONFIG)" \
+  --stanza="$(PGBACKREST_STANZA)" --user="$(PGBACKREST_USER)"
 BRIDGE_DB ?= postgresql://cultivai_bridge@localhost/cultivai
 BACKUP_STAMP := $(shell date -u +%Y%m%d-%H%M%S)
 BACKUP ?= backups/cultivai-$(BACKUP_STAMP).dump
 
 db-backup:
+ifeq ($(DB_BACKUP),dump)
 	@mkdir -p $(dir $(BACKUP))
 	pg_dump --format=custom --no-owner --file="$(BACKUP)" "$(BRIDGE_DB)"
+else
+	$(BACKUP_OPS) backup --type="$(BACKUP_TYPE)"
+endif
+
+db-restore-point:
+	@test -n "$(NAME)" || { echo "make db-restore-point NAME=before-0004"; exit 2; }
+	$(BACKUP_OPS) restore-point "$(NAME)" --dsn="$(ADMIN_DB)"
 
 db-restore:
-	@test -f "$(BACKUP)" || { echo "make db-restore BACKUP=path/to/file.dump"; exit 2; }
+ifeq ($(DB_BACKUP),dump)
+	@test -f "$(BACKUP)" || { echo "make db-restore DB_BACKUP=dump BACKUP=path/to/file.dump"; exit 2; }
 	pg_restore --clean --if-exists --no-owner --exit-on-error --single-transaction \
 	  --dbname="$(BRIDGE_DB)" "$(BACKUP)"
+else
+	$(BACKUP_OPS) restore $(if $(TARGET_NAME),--name="$(TARGET_NAME)") \
+	  $(if $(TARGET_TIME),--time="$(TARGET_TIME)")
+endif
+
+db-backup-info:
+	$(BACKUP_OPS) info
 
 clean:
 	rm -rf $(VENV) .venv-train .venv-bench $(FLEET_VENV) $(TOOLS_VENV) dist build .pytest_cache .mypy_cache \

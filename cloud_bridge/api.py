@@ -105,8 +105,9 @@ def create_app(
     cors_origins: Iterable[str] = (),
     max_request_bytes: int = 16_384,
     max_url_bytes: int = 8192,
+    details: Callable[[], dict[str, Any]] | None = None,
 ) -> Flask:
-    """The Flask app; `checks` feed /readyz, `registry` feeds /metrics."""
+    """The Flask app; `checks` (and `details`, e.g. replica lag) feed /readyz."""
     app = Flask("cloud_bridge")
     app.json.sort_keys = False  # type: ignore[attr-defined]
     install_guard(app, token, limiter, cors_origins, max_request_bytes, max_url_bytes)
@@ -139,7 +140,8 @@ def create_app(
         problems = {name: check() for name, check in checks.items()}
         body = {name: problem or "ok" for name, problem in problems.items()}
         ready = not any(problems.values())
-        return jsonify(status="ready" if ready else "not ready", checks=body), (
+        extra = details() if details is not None else {}
+        return jsonify(status="ready" if ready else "not ready", checks=body, **extra), (
             200 if ready else 503
         )
 

@@ -113,10 +113,25 @@ class DatabaseConfig(Section):
         le=600,
         description="Longest back-off between attempts while the database is down.",
     )
+    read_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of a streaming read replica for the read API "
+        "(postgresql+psycopg://...; password from password_file); null: the API reads "
+        "the primary. Ingest and the gap filler always use url.",
+    )
+    read_max_lag_s: float = Field(
+        30.0,
+        gt=0,
+        le=86_400,
+        description="/readyz reports not ready when the read replica replays more than "
+        "this many seconds behind the primary.",
+    )
 
-    @field_validator("url")
+    @field_validator("url", "read_url")
     @classmethod
-    def _supported_url(cls, value: str) -> str:
+    def _supported_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         try:
             url = make_url(value)
         except ArgumentError:
@@ -133,6 +148,16 @@ class DatabaseConfig(Section):
         if url.password:
             raise ValueError("must not contain a password; put it in database.password_file")
         return value
+
+    @model_validator(mode="after")
+    def _replica_of_postgresql(self) -> DatabaseConfig:
+        if self.read_url is None:
+            return self
+        if make_url(self.url).get_backend_name() != "postgresql":
+            raise ValueError("read_url needs a postgresql url: SQLite has no read replicas")
+        if make_url(self.read_url).get_backend_name() != "postgresql":
+            raise ValueError("read_url must be a postgresql+psycopg:// URL")
+        return self
 
 
 class HttpConfig(Section):

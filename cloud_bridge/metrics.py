@@ -81,6 +81,11 @@ class BridgeMetrics:
         self.db_up = Gauge(
             "cultivai_bridge_database_up", "1 while the last database write worked.", registry=r
         )
+        self.replica_lag = Gauge(
+            "cultivai_bridge_replica_lag_seconds",
+            "How far the read replica replays behind the primary, at the last /readyz.",
+            registry=r,
+        )
         self.broker_up = Gauge(
             "cultivai_bridge_broker_connected",
             "1 while connected to the broker and subscribed.",

@@ -19,7 +19,7 @@ from sqlalchemy import Engine, text
 from cloud_bridge.api import create_app
 from cloud_bridge.broker import BrokerLink, Inbound, bridge_topics
 from cloud_bridge.config import BridgeConfig, read_secret
-from cloud_bridge.database import open_engine
+from cloud_bridge.database import open_engine, open_read_engine, replica_lag_s
 from cloud_bridge.decode import KINDS, Limits
 from cloud_bridge.errors import BridgeError
 from cloud_bridge.gaps import GapFiller
@@ -40,6 +40,8 @@ class Bridge:
         self.config = config
         self.engine = engine
         self._owns_engine = engine is None
+        self.read_engine: Engine | None = None
+        self._replica: dict[str, Any] = {}
         self.metrics = BridgeMetrics()
         self.link: BrokerLink | None = None
         self.writer: BatchWriter | None = None
@@ -56,6 +58,7 @@ class Bridge:
         if self.engine is None:
             self.engine = open_engine(c.database)
         require_current(self.engine)
+        self.read_engine = open_read_engine(c.database)
         if c.http.enabled:
             self._bind_http()
         store = FleetStore(self.engine, dead_letter_max_bytes=c.batching.max_payload_bytes)
@@ -102,15 +105,21 @@ class Bridge:
         token = read_secret(c.token_file, "HTTP token") if c.token_file else None
         if token is None:
             log.warning("http.token_file is not set: /api and /metrics refuse every request")
+        checks = {"database": self.check_database, "broker": self.check_broker}
+        if self.read_engine is not None:
+            checks["replica"] = self.check_replica
         app = create_app(
-            FleetReader(self.engine_or_fail),
-            {"database": self.check_database, "broker": self.check_broker},
+            FleetReader(self.read_engine or self.engine_or_fail),
+            checks,
             self.metrics.registry,
             token,
             self._limiter(),
             c.cors_origins,
             c.max_request_bytes,
             c.max_url_bytes,
+            details=(lambda: {"replica": dict(self._replica)})
+            if self.read_engine is not None
+            else None,
         )
         try:
             # waitress's own limits sit above the app's, so the app answers (with its
@@ -151,6 +160,24 @@ class Bridge:
             return f"unreachable: {str(exc).splitlines()[0][:200]}"
         return None
 
+    def check_replica(self) -> str | None:
+        """None if the read replica answers and keeps up within `read_max_lag_s`."""
+        assert self.read_engine is not None
+        limit = self.config.database.read_max_lag_s
+        try:
+            lag, standby = replica_lag_s(self.read_engine)
+        except Exception as exc:
+            self._replica = {"lag_s": None, "standby": None}
+            return f"unreachable: {str(exc).splitlines()[0][:200]}"
+        if lag is None:  # behind, but nothing replayed yet to date it: unknown, not 0
+            self._replica = {"lag_s": None, "standby": standby}
+            return None
+        self._replica = {"lag_s": round(lag, 3), "standby": standby}
+        self.metrics.replica_lag.set(lag)
+        if lag > limit:
+            return f"replays {lag:.1f} s behind the primary (database.read_max_lag_s {limit:g})"
+        return None
+
     def check_broker(self) -> str | None:
         """None if connected and subscribed, else why not."""
         if self.link is not None and self.link.ready:
@@ -172,7 +199,7 @@ class Bridge:
             self.check_broker()
             dead = self.failed()
             if dead is not None:
-                log.error("a bridge thread stopped; exiting", extra={"thread": dead})
+                log.error("a bridge thread stopped; exiting", extra={"worker": dead})
                 self.stop()
                 return 1
         self.stop()
@@ -198,4 +225,6 @@ class Bridge:
             self._server = None
         if self._owns_engine and self.engine is not None:
             self.engine.dispose()
+        if self.read_engine is not None:
+            self.read_engine.dispose()
         log.info("bridge stopped")

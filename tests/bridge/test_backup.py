@@ -1,4 +1,7 @@
-"""`make db-backup` / `make db-restore`: a populated database survives pg_dump and pg_restore."""
+"""`make db-backup DB_BACKUP=dump` / `db-restore`: a database survives pg_dump and pg_restore.
+
+The default, pgBackRest with point-in-time recovery, is tested in test_pitr.py.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from tests.bridge.pg import PgCluster
 
 pytestmark = pytest.mark.slow
 
-# The same flags the Makefile targets use (docs/bridge.md).
+# The same flags the Makefile's DB_BACKUP=dump targets use (docs/bridge.md).
 BACKUP = ["pg_dump", "--format=custom", "--no-owner"]
 RESTORE = [
     "pg_restore",

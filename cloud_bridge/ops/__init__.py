@@ -1,0 +1,1 @@
+"""Operations on the fleet database: pgBackRest backups, restore points, restores."""
