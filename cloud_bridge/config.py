@@ -110,6 +110,20 @@ class DatabaseConfig(Section):
         le=600,
         description="Longest back-off between attempts while the database is down.",
     )
+    retention_days: int = Field(
+        0,
+        ge=0,
+        le=36_500,
+        description="Observations captured longer ago than this are removed (whole weekly "
+        "partitions on PostgreSQL, hourly); 0 keeps everything.",
+    )
+    partitions_ahead_weeks: int = Field(
+        4,
+        ge=1,
+        le=52,
+        description="Weekly partitions of observations created ahead of the current week "
+        "(PostgreSQL).",
+    )
 
     @field_validator("url")
     @classmethod

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -201,3 +202,27 @@ def maintain(
             },
         )
     return done
+
+
+MAINTENANCE_INTERVAL_S = 3600.0
+
+
+def run_maintenance(
+    engine: Engine,
+    ahead_weeks: int,
+    retention_days: int,
+    stop: threading.Event,
+    interval_s: float = MAINTENANCE_INTERVAL_S,
+) -> None:
+    """`maintain` now and then every `interval_s` until `stop`; a failure is logged and
+    retried next time (the week ahead exists well before it is needed)."""
+    while True:
+        try:
+            maintain(engine, ahead_weeks, retention_days)
+        except Exception as exc:
+            log.warning(
+                "partition maintenance failed; retrying later",
+                extra={"error": str(exc).splitlines()[0] if str(exc) else repr(exc)},
+            )
+        if stop.wait(interval_s):
+            return

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from sqlalchemy import Engine, and_, exists, func, select
 from sqlalchemy.orm import Session, aliased
 
-from cloud_bridge.tables import AlertRow, Device, ObservationRow
+from cloud_bridge.tables import AlertRow, Device, ObservationKey, ObservationRow
 
 AlertState = Literal["raised", "cleared", "open"]
 """Alert filter: "open" means raised and not cleared since."""
@@ -110,7 +110,7 @@ class FleetReader:
         latest = (
             select(Device.site, Device.room, Device.online, o.health_label, o.captured_at)
             .select_from(Device)
-            .outerjoin(o, and_(o.device_id == Device.id, o.seq == Device.last_seq))
+            .outerjoin(_latest_row(o), _latest_row_on(o))
         )
         open_alerts = (
             select(Device.site, Device.room, func.count())
@@ -136,6 +136,83 @@ class FleetReader:
         for entry in rooms.values():
             entry["latest_capture_at"] = _iso(entry["latest_capture_at"])
         return [rooms[k] for k in sorted(rooms)]
+
+    def latest(self, site: str | None = None, room: str | None = None) -> list[dict[str, Any]]:
+        """Each device's newest observation (by seq), in brief; devices without one are left out."""
+        o = ObservationRow
+        query = (
+            select(
+                Device.id,
+                Device.site,
+                Device.room,
+                o.seq,
+                o.captured_at,
+                o.cover_pct,
+                o.health_label,
+                o.health_confidence,
+            )
+            .select_from(Device)
+            .join(_latest_row(o), _latest_row_on(o))
+            .order_by(Device.id)
+        )
+        if site is not None:
+            query = query.where(Device.site == site)
+        if room is not None:
+            query = query.where(Device.room == room)
+        with self.session() as s:
+            return [
+                {
+                    "device_id": d,
+                    "site": site_,
+                    "room": room_,
+                    "seq": seq,
+                    "captured_at": _iso(captured),
+                    "cover_pct": cover,
+                    "health_label": label,
+                    "health_confidence": confidence,
+                }
+                for d, site_, room_, seq, captured, cover, label, confidence in s.execute(query)
+            ]
+
+    def room_observations(
+        self, site: str, room: str, since: datetime, until: datetime, limit: int
+    ) -> list[dict[str, Any]]:
+        """One room's observations captured in [since, until), in brief, oldest first."""
+        o = ObservationRow
+        query = (
+            select(o.device_id, o.seq, o.captured_at, o.cover_pct, o.health_label)
+            .where(o.site == site, o.room == room, o.captured_at >= since, o.captured_at < until)
+            .order_by(o.captured_at, o.device_id)
+            .limit(limit)
+        )
+        with self.session() as s:
+            return [
+                {
+                    "device_id": d,
+                    "seq": seq,
+                    "captured_at": _iso(captured),
+                    "cover_pct": cover,
+                    "health_label": label,
+                }
+                for d, seq, captured, cover, label in s.execute(query)
+            ]
+
+
+def _latest_row(o: type[ObservationRow]) -> Any:
+    """The device's last observation through its key: the key's captured_at names the one
+    weekly partition to read, where joining on (device_id, seq) alone probes every week."""
+    return ObservationKey.__table__.join(
+        o,
+        and_(
+            o.device_id == ObservationKey.device_id,
+            o.seq == ObservationKey.seq,
+            o.captured_at == ObservationKey.captured_at,
+        ),
+    )
+
+
+def _latest_row_on(o: type[ObservationRow]) -> Any:
+    return and_(ObservationKey.device_id == Device.id, ObservationKey.seq == Device.last_seq)
 
 
 def _cleared(a: type[AlertRow]) -> Any:
