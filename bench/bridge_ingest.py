@@ -109,7 +109,9 @@ def rows(engine: Engine) -> int:
 def truncate(engine: Engine) -> None:
     """Empty the fleet tables between runs."""
     with engine.begin() as conn:
-        conn.execute(text("TRUNCATE observations, observation_keys, devices, dead_letters, resend_claims"))
+        conn.execute(
+            text("TRUNCATE observations, observation_keys, devices, dead_letters, resend_claims")
+        )
 
 
 def make_bridge(broker: Broker, url: str, group: str, max_messages: int) -> Bridge:
