@@ -127,6 +127,13 @@ def _insert_keys_pg(
         return [(d, q) for d, q in cursor.fetchall()]
 
 
+def _payload(row: dict[str, Any]) -> Any:
+    """The payload for COPY: the message's own UTF-8 JSON text when the row has it (PostgreSQL
+    parses it into the same JSONB value the decoded document would give), else the document."""
+    raw = row.get("_raw")
+    return raw if raw is not None else Jsonb(row["payload"])
+
+
 def _copy_observations(session: Session, rows: list[dict[str, Any]]) -> None:
     """COPY the new rows in, on the session's connection and transaction (PostgreSQL).
 
@@ -137,7 +144,7 @@ def _copy_observations(session: Session, rows: list[dict[str, Any]]) -> None:
     assert raw is not None
     with raw.cursor() as cursor, cursor.copy(_COPY) as copy:
         for row in rows:
-            copy.write_row([Jsonb(row[c]) if c == "payload" else row[c] for c in _COLUMNS])
+            copy.write_row([_payload(row) if c == "payload" else row[c] for c in _COLUMNS])
 
 
 class FleetStore:
@@ -194,6 +201,8 @@ class FleetStore:
                 in_batch_dupes.append(env)
                 continue
             rows[key] = observation_row(obs, stored_at, decoded.document)
+            if self.dialect == "postgresql":
+                rows[key]["_raw"] = env.payload.decode("utf-8")  # decode() checked it is UTF-8
         if not rows:
             return conflicts
         # The key goes in first: observation_keys is where (device_id, seq) is unique (the
