@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Engine, and_, exists, func, select
+from sqlalchemy import Engine, and_, exists, func, select, true
 from sqlalchemy.orm import Session, aliased
 
 from cloud_bridge.tables import AlertRow, Device, ObservationKey, ObservationRow
@@ -24,6 +24,7 @@ class FleetReader:
     """Read-only access to the fleet database (PostgreSQL enforces it per transaction)."""
 
     def __init__(self, engine: Engine) -> None:
+        self.dialect = engine.dialect.name
         self.engine = (
             engine.execution_options(postgresql_readonly=True)
             if engine.dialect.name == "postgresql"
@@ -106,12 +107,11 @@ class FleetReader:
 
     def fleet_summary(self) -> list[dict[str, Any]]:
         """Per site and room: devices, online/offline, latest health labels, open alerts."""
-        o, a = ObservationRow, AlertRow
-        latest = (
-            select(Device.site, Device.room, Device.online, o.health_label, o.captured_at)
-            .select_from(Device)
-            .outerjoin(_latest_row(o), _latest_row_on(o))
-        )
+        a = AlertRow
+        joined, c = _with_latest(self.dialect, outer=True)
+        latest = select(
+            Device.site, Device.room, Device.online, c.health_label, c.captured_at
+        ).select_from(joined)
         open_alerts = (
             select(Device.site, Device.room, func.count())
             .select_from(a)
@@ -139,20 +139,19 @@ class FleetReader:
 
     def latest(self, site: str | None = None, room: str | None = None) -> list[dict[str, Any]]:
         """Each device's newest observation (by seq), in brief; devices without one are left out."""
-        o = ObservationRow
+        joined, c = _with_latest(self.dialect, outer=False)
         query = (
             select(
                 Device.id,
                 Device.site,
                 Device.room,
-                o.seq,
-                o.captured_at,
-                o.cover_pct,
-                o.health_label,
-                o.health_confidence,
+                c.seq,
+                c.captured_at,
+                c.cover_pct,
+                c.health_label,
+                c.health_confidence,
             )
-            .select_from(Device)
-            .join(_latest_row(o), _latest_row_on(o))
+            .select_from(joined)
             .order_by(Device.id)
         )
         if site is not None:
@@ -198,21 +197,41 @@ class FleetReader:
             ]
 
 
-def _latest_row(o: type[ObservationRow]) -> Any:
-    """The device's last observation through its key: the key's captured_at names the one
-    weekly partition to read, where joining on (device_id, seq) alone probes every week."""
-    return ObservationKey.__table__.join(
-        o,
-        and_(
-            o.device_id == ObservationKey.device_id,
-            o.seq == ObservationKey.seq,
-            o.captured_at == ObservationKey.captured_at,
-        ),
+def _with_latest(dialect: str, outer: bool) -> tuple[Any, Any]:
+    """Devices joined to each device's last observation through its key, and the columns of
+    that observation.
+
+    The key's captured_at names the one weekly partition to read; joining on (device_id,
+    seq) alone would probe every week. On PostgreSQL the row is fetched in a LATERAL
+    subquery with the key's captured_at as a parameter: one key probe and one probe of
+    one partition per device, at any table size (a plain join lets the planner hash
+    whole tables instead).
+    """
+    o, k = ObservationRow, ObservationKey
+    if dialect == "postgresql":
+        captured = (
+            select(k.captured_at)
+            .where(k.device_id == Device.id, k.seq == Device.last_seq)
+            .correlate(Device)
+            .scalar_subquery()
+        )
+        row = (
+            select(o.seq, o.captured_at, o.cover_pct, o.health_label, o.health_confidence)
+            .where(o.device_id == Device.id, o.seq == Device.last_seq, o.captured_at == captured)
+            .correlate(Device)
+            .limit(1)
+            .lateral("latest")
+        )
+        devices = Device.__table__
+        joined = devices.outerjoin(row, true()) if outer else devices.join(row, true())
+        return joined, row.c
+    keyed = k.__table__.join(
+        o, and_(o.device_id == k.device_id, o.seq == k.seq, o.captured_at == k.captured_at)
     )
-
-
-def _latest_row_on(o: type[ObservationRow]) -> Any:
-    return and_(ObservationKey.device_id == Device.id, ObservationKey.seq == Device.last_seq)
+    on_key = and_(k.device_id == Device.id, k.seq == Device.last_seq)
+    devices = Device.__table__
+    joined = devices.outerjoin(keyed, on_key) if outer else devices.join(keyed, on_key)
+    return joined, o.__table__.c
 
 
 def _cleared(a: type[AlertRow]) -> Any:
