@@ -106,6 +106,7 @@ bench: venv
 	$(BIN)/python bench/publish.py
 	$(BIN)/python bench/web.py
 	$(BIN)/python bench/bridge_ingest.py
+	nice -n 10 $(BIN)/python bench/fleet_db_scale.py --plans
 
 dist: venv
 	$(BIN)/pip install --quiet build

@@ -12,6 +12,7 @@ import pytest
 from alembic import command
 from sqlalchemy import Engine, create_engine, insert, select, text
 
+from cloud_bridge.cli import main
 from cloud_bridge.decode import Limits, decode
 from cloud_bridge.partitions import (
     DEFAULT_PARTITION,
@@ -179,3 +180,20 @@ def test_retention_deletes_rows_on_sqlite(tmp_path: Path) -> None:
     assert maintain(engine, ahead_weeks=4, retention_days=30).expired_rows == 1
     assert count(engine) == 1 and count(engine, ObservationKey) == 1
     engine.dispose()
+
+
+def test_partitions_command_reports_what_it_did(
+    engine: Engine, pg_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = FleetStore(engine, 4096)
+    store.write([_envelope("cam-1", 1, NOW - timedelta(days=400)), _envelope("cam-1", 2, NOW)])
+    path = tmp_path / "bridge.yaml"
+    path.write_text(
+        f"database: {{url: '{pg_url}', retention_days: 365, partitions_ahead_weeks: 6}}\n"
+        "logging: {level: WARNING}\n"
+    )
+    assert main(["partitions", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    ahead = partition_name(week_start(NOW) + 6 * WEEK)
+    assert ahead in out and "expired rows deleted: 1" in out
+    assert count(engine) == 1
