@@ -124,8 +124,11 @@ db-backup:
 
 db-restore:
 	@test -f "$(BACKUP)" || { echo "make db-restore BACKUP=path/to/file.dump"; exit 2; }
-	pg_restore --clean --if-exists --no-owner --exit-on-error --single-transaction \
-	  --dbname="$(BRIDGE_DB)" "$(BACKUP)"
+	@# The partitioned observations table is dropped first (with its weekly partitions):
+	@# pg_restore --clean alone cannot drop a partition's inherited primary key.
+	{ echo 'DROP TABLE IF EXISTS observations CASCADE;'; \
+	  pg_restore --clean --if-exists --no-owner --file=- "$(BACKUP)"; } \
+	  | psql --no-psqlrc --quiet --single-transaction -v ON_ERROR_STOP=1 --dbname="$(BRIDGE_DB)"
 
 clean:
 	rm -rf $(VENV) .venv-train .venv-bench $(FLEET_VENV) dist build .pytest_cache .mypy_cache \
