@@ -155,6 +155,7 @@ bench: venv
 	$(BIN)/python bench/publish.py
 	$(BIN)/python bench/web.py
 	$(BIN)/python bench/bridge_ingest.py
+	nice -n 10 $(BIN)/python bench/fleet_db_scale.py --plans
 
 dist: venv
 	$(BIN)/pip install --quiet build
@@ -196,8 +197,11 @@ db-restore-point:
 db-restore:
 ifeq ($(DB_BACKUP),dump)
 	@test -f "$(BACKUP)" || { echo "make db-restore DB_BACKUP=dump BACKUP=path/to/file.dump"; exit 2; }
-	pg_restore --clean --if-exists --no-owner --exit-on-error --single-transaction \
-	  --dbname="$(BRIDGE_DB)" "$(BACKUP)"
+	@# The partitioned observations table is dropped first (with its weekly partitions):
+	@# pg_restore --clean alone cannot drop a partition's inherited primary key.
+	{ echo 'DROP TABLE IF EXISTS observations CASCADE;'; \
+	  pg_restore --clean --if-exists --no-owner --file=- "$(BACKUP)"; } \
+	  | psql --no-psqlrc --quiet --single-transaction -v ON_ERROR_STOP=1 --dbname="$(BRIDGE_DB)"
 else
 	$(BACKUP_OPS) restore $(if $(TARGET_NAME),--name="$(TARGET_NAME)") \
 	  $(if $(TARGET_TIME),--time="$(TARGET_TIME)")

@@ -26,6 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     for name, help_text in (
         ("run", "run the bridge until SIGTERM"),
         ("migrate", "apply database migrations, then exit"),
+        ("partitions", "create the coming weeks' partitions, drop expired ones, then exit"),
     ):
         sp = sub.add_parser(name, help=help_text, description=help_text)
         sp.add_argument(
@@ -70,6 +71,28 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_partitions(args: argparse.Namespace) -> int:
+    """Run partition maintenance once (a running bridge also does it hourly)."""
+    from cloud_bridge.database import open_engine
+    from cloud_bridge.partitions import maintain
+
+    config = _configure(args.config)
+    engine = open_engine(config.database)
+    try:
+        done = maintain(
+            engine, config.database.partitions_ahead_weeks, config.database.retention_days
+        )
+    finally:
+        engine.dispose()
+    print(
+        f"partitions created: {', '.join(done.created) or 'none'}; "
+        f"dropped: {', '.join(done.dropped) or 'none'}; "
+        f"rows moved from the default partition: {done.moved_from_default}; "
+        f"expired rows deleted: {done.expired_rows}"
+    )
+    return EXIT_OK
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the bridge until SIGTERM/SIGINT."""
     from cloud_bridge.service import Bridge
@@ -93,7 +116,12 @@ def _configure(path: Path) -> BridgeConfig:
     return config
 
 
-COMMANDS = {"run": cmd_run, "migrate": cmd_migrate, "check-config": cmd_check_config}
+COMMANDS = {
+    "run": cmd_run,
+    "migrate": cmd_migrate,
+    "partitions": cmd_partitions,
+    "check-config": cmd_check_config,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

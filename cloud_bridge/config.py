@@ -126,6 +126,20 @@ class DatabaseConfig(Section):
         description="/readyz reports not ready when the read replica replays more than "
         "this many seconds behind the primary.",
     )
+    retention_days: int = Field(
+        0,
+        ge=0,
+        le=36_500,
+        description="Observations captured longer ago than this are removed (whole weekly "
+        "partitions on PostgreSQL, hourly); 0 keeps everything.",
+    )
+    partitions_ahead_weeks: int = Field(
+        4,
+        ge=1,
+        le=52,
+        description="Weekly partitions of observations created ahead of the current week "
+        "(PostgreSQL).",
+    )
 
     @field_validator("url", "read_url")
     @classmethod

@@ -27,6 +27,7 @@ DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 INT64_MAX = 2**63 - 1
 JPEG_MAGIC = b"\xff\xd8\xff"
 _MAX_ERROR_CHARS = 1000
+_RISKY_NUMBER = re.compile(rb"[eE][+-]?\d{3}|\d{19}")
 
 
 MODELS: dict[Kind, type[Message]] = {
@@ -158,13 +159,21 @@ def decode(topic: str, payload: bytes, limits: Limits) -> Decoded:
     device_id, kind = parsed
     try:
         # Nesting is bounded before parsing: deep payloads cost a scan, not a recursion.
+        # Only a number with a 3-digit exponent can overflow a float, and only one with 19
+        # digits can leave 64 bits: payloads without either parse with the C number
+        # parsers, the rest with the checking hooks (a long digit string merely costs the
+        # slow path).
+        checked = (
+            {"parse_float": _finite_float, "parse_int": _int64}
+            if _RISKY_NUMBER.search(payload)
+            else {}
+        )
         document = bounded_loads(
             payload,
             limits.max_payload_bytes,
             MAX_DEPTH,
-            parse_float=_finite_float,
-            parse_int=_int64,
             parse_constant=_no_constant,
+            **checked,
         )
     except _UnsafeError as exc:
         return Rejected("unsafe", str(exc))

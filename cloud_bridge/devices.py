@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, case, false, or_, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, case, false, or_, update
 from sqlalchemy.orm import Session
 
 from cloud_bridge.database import upsert
@@ -41,24 +41,28 @@ def update_devices(
             elif isinstance(message, Stats):
                 session.execute(_stats_statement(dialect, message, received_at, accepted.document))
                 applied["stats"] += 1
-        alive = [t for a, t in by_device[device_id] if not isinstance(a.message, Status)]
-        if alive:
-            session.execute(_alive_statement(device_id, max(alive)))
+    alive = []
+    for device_id in sorted(by_device):
+        times = [t for a, t in by_device[device_id] if not isinstance(a.message, Status)]
+        if times:
+            alive.append({"device_id": device_id, "alive_at": max(times)})
+    if alive:  # one executemany (one round trip), rows in device-id order as above
+        session.execute(_ALIVE, alive)
     return applied
 
 
-def _alive_statement(device_id: str, alive_at: datetime) -> Any:
-    """A device that sent anything after its "offline" status is online: presence follows
-    its latest message (a Will can be older than the messages of a device that stayed up)."""
-    return (
-        update(Device)
-        .where(
-            Device.id == device_id,
-            Device.online.is_(False),
-            or_(Device.status_at.is_(None), Device.status_at < alive_at),
-        )
-        .values(online=True)
+_DEVICES = cast(Table, Device.__table__)
+# A device that sent anything after its "offline" status is online: presence follows its
+# latest message (a Will can be older than the messages of a device that stayed up).
+_ALIVE = (
+    update(_DEVICES)
+    .where(
+        _DEVICES.c.id == bindparam("device_id"),
+        _DEVICES.c.online.is_(False),
+        or_(_DEVICES.c.status_at.is_(None), _DEVICES.c.status_at < bindparam("alive_at")),
     )
+    .values(online=True)
+)
 
 
 def _seen_row(device_id: str, messages: list[tuple[Accepted, datetime]]) -> dict[str, Any]:

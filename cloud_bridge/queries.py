@@ -7,10 +7,10 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Engine, and_, exists, func, select
+from sqlalchemy import Engine, and_, exists, func, select, true
 from sqlalchemy.orm import Session, aliased
 
-from cloud_bridge.tables import AlertRow, Device, ObservationRow
+from cloud_bridge.tables import AlertRow, Device, ObservationKey, ObservationRow
 
 AlertState = Literal["raised", "cleared", "open"]
 """Alert filter: "open" means raised and not cleared since."""
@@ -24,6 +24,7 @@ class FleetReader:
     """Read-only access to the fleet database (PostgreSQL enforces it per transaction)."""
 
     def __init__(self, engine: Engine) -> None:
+        self.dialect = engine.dialect.name
         self.engine = (
             engine.execution_options(postgresql_readonly=True)
             if engine.dialect.name == "postgresql"
@@ -106,12 +107,11 @@ class FleetReader:
 
     def fleet_summary(self) -> list[dict[str, Any]]:
         """Per site and room: devices, online/offline, latest health labels, open alerts."""
-        o, a = ObservationRow, AlertRow
-        latest = (
-            select(Device.site, Device.room, Device.online, o.health_label, o.captured_at)
-            .select_from(Device)
-            .outerjoin(o, and_(o.device_id == Device.id, o.seq == Device.last_seq))
-        )
+        a = AlertRow
+        joined, c = _with_latest(self.dialect, outer=True)
+        latest = select(
+            Device.site, Device.room, Device.online, c.health_label, c.captured_at
+        ).select_from(joined)
         open_alerts = (
             select(Device.site, Device.room, func.count())
             .select_from(a)
@@ -136,6 +136,102 @@ class FleetReader:
         for entry in rooms.values():
             entry["latest_capture_at"] = _iso(entry["latest_capture_at"])
         return [rooms[k] for k in sorted(rooms)]
+
+    def latest(self, site: str | None = None, room: str | None = None) -> list[dict[str, Any]]:
+        """Each device's newest observation (by seq), in brief; devices without one are left out."""
+        joined, c = _with_latest(self.dialect, outer=False)
+        query = (
+            select(
+                Device.id,
+                Device.site,
+                Device.room,
+                c.seq,
+                c.captured_at,
+                c.cover_pct,
+                c.health_label,
+                c.health_confidence,
+            )
+            .select_from(joined)
+            .order_by(Device.id)
+        )
+        if site is not None:
+            query = query.where(Device.site == site)
+        if room is not None:
+            query = query.where(Device.room == room)
+        with self.session() as s:
+            return [
+                {
+                    "device_id": d,
+                    "site": site_,
+                    "room": room_,
+                    "seq": seq,
+                    "captured_at": _iso(captured),
+                    "cover_pct": cover,
+                    "health_label": label,
+                    "health_confidence": confidence,
+                }
+                for d, site_, room_, seq, captured, cover, label, confidence in s.execute(query)
+            ]
+
+    def room_observations(
+        self, site: str, room: str, since: datetime, until: datetime, limit: int
+    ) -> list[dict[str, Any]]:
+        """One room's observations captured in [since, until), in brief, oldest first."""
+        o = ObservationRow
+        query = (
+            select(o.device_id, o.seq, o.captured_at, o.cover_pct, o.health_label)
+            .where(o.site == site, o.room == room, o.captured_at >= since, o.captured_at < until)
+            .order_by(o.captured_at, o.device_id)
+            .limit(limit)
+        )
+        with self.session() as s:
+            return [
+                {
+                    "device_id": d,
+                    "seq": seq,
+                    "captured_at": _iso(captured),
+                    "cover_pct": cover,
+                    "health_label": label,
+                }
+                for d, seq, captured, cover, label in s.execute(query)
+            ]
+
+
+def _with_latest(dialect: str, outer: bool) -> tuple[Any, Any]:
+    """Devices joined to each device's last observation through its key, and the columns of
+    that observation.
+
+    The key's captured_at names the one weekly partition to read; joining on (device_id,
+    seq) alone would probe every week. On PostgreSQL the row is fetched in a LATERAL
+    subquery with the key's captured_at as a parameter: one key probe and one probe of
+    one partition per device, at any table size (a plain join lets the planner hash
+    whole tables instead).
+    """
+    o, k = ObservationRow, ObservationKey
+    if dialect == "postgresql":
+        captured = (
+            select(k.captured_at)
+            .where(k.device_id == Device.id, k.seq == Device.last_seq)
+            .correlate(Device)
+            .scalar_subquery()
+        )
+        row = (
+            select(o.seq, o.captured_at, o.cover_pct, o.health_label, o.health_confidence)
+            .where(o.device_id == Device.id, o.seq == Device.last_seq, o.captured_at == captured)
+            .correlate(Device)
+            .limit(1)
+            .lateral("latest")
+        )
+        devices = Device.__table__
+        joined = devices.outerjoin(row, true()) if outer else devices.join(row, true())
+        return joined, row.c
+    keyed = k.__table__.join(
+        o, and_(o.device_id == k.device_id, o.seq == k.seq, o.captured_at == k.captured_at)
+    )
+    on_key = and_(k.device_id == Device.id, k.seq == Device.last_seq)
+    devices = Device.__table__
+    joined = devices.outerjoin(keyed, on_key) if outer else devices.join(keyed, on_key)
+    return joined, o.__table__.c
 
 
 def _cleared(a: type[AlertRow]) -> Any:

@@ -25,6 +25,7 @@ from cloud_bridge.errors import BridgeError
 from cloud_bridge.gaps import GapFiller
 from cloud_bridge.guard import Limiter, RateLimiter, SharedRateLimiter
 from cloud_bridge.metrics import BridgeMetrics
+from cloud_bridge.partitions import run_maintenance
 from cloud_bridge.queries import FleetReader
 from cloud_bridge.schema import require_current
 from cloud_bridge.store import FleetStore
@@ -50,6 +51,7 @@ class Bridge:
         self._stop_writer = threading.Event()
         self._stop_link = threading.Event()
         self._stop_gaps = threading.Event()
+        self._stop_partitions = threading.Event()
         self._threads: dict[str, threading.Thread] = {}
 
     def start(self) -> Bridge:
@@ -73,6 +75,14 @@ class Bridge:
         if c.gaps.enabled:
             gaps = GapFiller(self.engine, c.gaps, self._publish, self.metrics)
             self._spawn("gaps", gaps.run, self._stop_gaps)
+        d = c.database
+        self._spawn(
+            "partitions",
+            lambda stop: run_maintenance(
+                self.engine_or_fail, d.partitions_ahead_weeks, d.retention_days, stop
+            ),
+            self._stop_partitions,
+        )
         if self._server is not None:
             threading.Thread(target=self._server.run, name="bridge-http", daemon=True).start()
         log.info(
@@ -208,6 +218,7 @@ class Bridge:
     def stop(self, timeout: float = 10.0) -> None:
         """Finish the batch in hand, send its acks, disconnect, stop serving."""
         self._stop_gaps.set()
+        self._stop_partitions.set()
         self._stop_writer.set()
         writer = self._threads.get("writer")
         if writer is not None:
@@ -215,7 +226,7 @@ class Bridge:
         self._stop_link.set()
         if self.link is not None:
             self.link.wake()
-        for name in ("broker", "gaps"):
+        for name in ("broker", "gaps", "partitions"):
             thread = self._threads.get(name)
             if thread is not None:
                 thread.join(timeout)

@@ -12,9 +12,10 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, select, tuple_
+from psycopg.types.json import Jsonb
+from sqlalchemy import Engine, Table, and_, insert, select, tuple_
 from sqlalchemy.orm import Session
 
 from cloud_bridge.database import upsert
@@ -23,6 +24,7 @@ from cloud_bridge.devices import update_devices
 from cloud_bridge.tables import (
     AlertRow,
     DeadLetter,
+    ObservationKey,
     ObservationRow,
     ThumbnailRow,
 )
@@ -92,6 +94,59 @@ def observation_row(
     }
 
 
+_COLUMNS = tuple(c.name for c in ObservationRow.__table__.columns)
+_COPY = f"COPY observations ({', '.join(_COLUMNS)}) FROM STDIN"
+
+
+_INSERT_KEYS = (
+    "INSERT INTO observation_keys (device_id, seq, captured_at) "
+    "SELECT * FROM unnest(%s::varchar[], %s::bigint[], %s::timestamptz[]) "
+    "ON CONFLICT (device_id, seq) DO NOTHING RETURNING device_id, seq"
+)
+
+
+def _insert_keys_pg(
+    session: Session, ordered: list[tuple[str, int]], rows: dict[tuple[str, int], dict[str, Any]]
+) -> list[tuple[str, int]]:
+    """Insert the batch's keys in one statement of three arrays; returns the new ones.
+
+    Three array parameters instead of three per row: one short statement that
+    PostgreSQL prepares once, rather than a long multi-row VALUES built every batch.
+    """
+    raw = session.connection().connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cursor:
+        cursor.execute(
+            _INSERT_KEYS,
+            (
+                [d for d, _ in ordered],
+                [q for _, q in ordered],
+                [rows[k]["captured_at"] for k in ordered],
+            ),
+        )
+        return [(d, q) for d, q in cursor.fetchall()]
+
+
+def _payload(row: dict[str, Any]) -> Any:
+    """The payload for COPY: the message's own UTF-8 JSON text when the row has it (PostgreSQL
+    parses it into the same JSONB value the decoded document would give), else the document."""
+    raw = row.get("_raw")
+    return raw if raw is not None else Jsonb(row["payload"])
+
+
+def _copy_observations(session: Session, rows: list[dict[str, Any]]) -> None:
+    """COPY the new rows in, on the session's connection and transaction (PostgreSQL).
+
+    One COPY costs one round trip and skips per-row statement handling: several times
+    faster than a pipelined executemany of the same rows.
+    """
+    raw = session.connection().connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cursor, cursor.copy(_COPY) as copy:
+        for row in rows:
+            copy.write_row([_payload(row) if c == "payload" else row[c] for c in _COLUMNS])
+
+
 class FleetStore:
     """Writes batches to the fleet database; one call, one transaction."""
 
@@ -146,19 +201,34 @@ class FleetStore:
                 in_batch_dupes.append(env)
                 continue
             rows[key] = observation_row(obs, stored_at, decoded.document)
+            if self.dialect == "postgresql":
+                rows[key]["_raw"] = env.payload.decode("utf-8")  # decode() checked it is UTF-8
         if not rows:
             return conflicts
-        stmt = upsert(self.dialect, ObservationRow).on_conflict_do_nothing(
-            index_elements=["device_id", "seq"]
-        )
-        session.execute(stmt, [rows[k] for k in sorted(rows)])
-        # A plain executemany is several times faster than INSERT ... RETURNING over many
-        # rows; the rows this batch added are then found by their stored_at, which is
-        # this batch's own timestamp.
-        added = select(ObservationRow.device_id, ObservationRow.seq).where(
-            ObservationRow.stored_at == stored_at
-        )
-        inserted = {(d, s) for d, s in session.execute(added).all()} & rows.keys()
+        # The key goes in first: observation_keys is where (device_id, seq) is unique (the
+        # partitioned observations table cannot enforce it), and RETURNING says which keys
+        # are new. A second bridge inserting the same key waits for this one's commit and
+        # then gets nothing back, so each observation is stored exactly once.
+        ordered = sorted(rows)
+        if self.dialect == "postgresql":
+            returned = _insert_keys_pg(session, ordered, rows)
+        else:
+            keys = (
+                upsert(self.dialect, ObservationKey)
+                .on_conflict_do_nothing(index_elements=["device_id", "seq"])
+                .returning(ObservationKey.device_id, ObservationKey.seq)
+            )
+            params = [
+                {"device_id": d, "seq": q, "captured_at": rows[d, q]["captured_at"]}
+                for d, q in ordered
+            ]
+            returned = [(d, q) for d, q in session.execute(keys, params).all()]
+        inserted = {(d, q) for d, q in returned}
+        new_rows = [rows[k] for k in ordered if k in inserted]
+        if new_rows and self.dialect == "postgresql":
+            _copy_observations(session, new_rows)
+        elif new_rows:
+            session.execute(insert(cast(Table, ObservationRow.__table__)), new_rows)
         result.stored["observation"] += len(inserted)
         existing = self._stored(session, [k for k in rows if k not in inserted])
         for key, row in rows.items():
@@ -188,9 +258,15 @@ class FleetStore:
         exactly (the device resends the payload it stored), anything else is a conflict."""
         if not keys:
             return {}
-        o = ObservationRow
-        query = select(o.device_id, o.seq, o.captured_at, o.payload).where(
-            tuple_(o.device_id, o.seq).in_(keys)
+        o, k = ObservationRow, ObservationKey
+        # Through the keys table: its captured_at names the one week (partition) to read.
+        query = (
+            select(o.device_id, o.seq, o.captured_at, o.payload)
+            .select_from(k)
+            .join(
+                o, and_(o.device_id == k.device_id, o.seq == k.seq, o.captured_at == k.captured_at)
+            )
+            .where(tuple_(k.device_id, k.seq).in_(keys))
         )
         return {(d, s): (c, p) for d, s, c, p in session.execute(query).all()}
 

@@ -88,7 +88,11 @@ class Device(Base):
 
 
 class ObservationRow(Base):
-    """One capture of one device; (device_id, seq) is the idempotency key end to end."""
+    """One capture of one device; (device_id, seq) is the idempotency key end to end.
+
+    On PostgreSQL the table is partitioned by week of `captured_at` and its primary key is
+    (device_id, seq, captured_at); `ObservationKey` keeps (device_id, seq) unique.
+    """
 
     __tablename__ = "observations"
     device_id: Mapped[str] = mapped_column(String(DEVICE_ID_LENGTH), primary_key=True)
@@ -131,6 +135,22 @@ class ObservationRow(Base):
         Index("ix_observations_site_room_captured", "site", "room", "captured_at"),
         Index("ix_observations_stored", "stored_at"),
     )
+
+
+class ObservationKey(Base):
+    """The idempotency key of every stored observation, and which week holds its row.
+
+    On PostgreSQL `observations` is partitioned by `captured_at` (see
+    `cloud_bridge.partitions`), and a unique index there must include the partition key;
+    this small unpartitioned table is what makes (device_id, seq) unique across weeks.
+    """
+
+    __tablename__ = "observation_keys"
+    device_id: Mapped[str] = mapped_column(String(DEVICE_ID_LENGTH), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    captured_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+
+    __table_args__ = (Index("ix_observation_keys_captured", "captured_at"),)
 
 
 class AlertRow(Base):

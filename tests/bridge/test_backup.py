@@ -26,14 +26,9 @@ pytestmark = pytest.mark.slow
 
 # The same flags the Makefile's DB_BACKUP=dump targets use (docs/bridge.md).
 BACKUP = ["pg_dump", "--format=custom", "--no-owner"]
-RESTORE = [
-    "pg_restore",
-    "--clean",
-    "--if-exists",
-    "--no-owner",
-    "--exit-on-error",
-    "--single-transaction",
-]
+RESTORE = ["pg_restore", "--clean", "--if-exists", "--no-owner", "--file=-"]
+RESTORE_FIRST = "DROP TABLE IF EXISTS observations CASCADE;\n"
+PSQL = ["psql", "--no-psqlrc", "--quiet", "--single-transaction", "-v", "ON_ERROR_STOP=1"]
 FINGERPRINT = {
     "observations": "SELECT md5(string_agg(device_id || seq || payload::text || stored_at, ',' "
     "ORDER BY device_id, seq)) FROM observations",
@@ -78,12 +73,35 @@ def restored_db(pg_cluster: PgCluster) -> Iterator[str]:
 
 
 def _run(pg_cluster: PgCluster, command: list[str], *args: str) -> None:
-    subprocess.run(
+    done = subprocess.run(
         [pg_cluster.tool(command[0]), *command[1:], *args],
+        check=False,
+        timeout=60,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, f"{command[0]} failed: {done.stderr}"
+
+
+def _restore(pg_cluster: PgCluster, dbname: str, dump: Path) -> None:
+    """What `make db-restore` runs: drop the partitioned table, then the cleaning script,
+    all in one transaction."""
+    script = subprocess.run(
+        [pg_cluster.tool(RESTORE[0]), *RESTORE[1:], str(dump)],
         check=True,
         timeout=60,
         capture_output=True,
+        text=True,
+    ).stdout
+    done = subprocess.run(
+        [pg_cluster.tool(PSQL[0]), *PSQL[1:], f"--dbname={dbname}"],
+        input=RESTORE_FIRST + script,
+        check=False,
+        timeout=60,
+        capture_output=True,
+        text=True,
     )
+    assert done.returncode == 0, f"restore failed: {done.stderr}"
 
 
 def test_backup_restores_every_row_into_an_empty_database(
@@ -93,7 +111,7 @@ def test_backup_restores_every_row_into_an_empty_database(
     dump = tmp_path / "cultivai.dump"
     source = pg_url.replace("postgresql+psycopg://", "postgresql://")
     _run(pg_cluster, BACKUP, f"--file={dump}", source)
-    _run(pg_cluster, RESTORE, f"--dbname={pg_cluster.dsn(restored_db)}", str(dump))
+    _restore(pg_cluster, pg_cluster.dsn(restored_db), dump)
     restored = create_engine(pg_cluster.url(restored_db))
     try:
         assert _fingerprint(restored) == _fingerprint(engine)
@@ -115,5 +133,5 @@ def test_restore_over_a_live_database_returns_it_to_the_backup(
     with engine.begin() as conn:
         conn.execute(text("DELETE FROM observations WHERE seq > 50"))
     engine.dispose()
-    _run(pg_cluster, RESTORE, f"--dbname={source}", str(dump))
+    _restore(pg_cluster, source, dump)
     assert _fingerprint(engine) == before

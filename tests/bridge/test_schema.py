@@ -10,6 +10,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, create_engine, inspect
 
 from cloud_bridge.errors import SchemaNotReadyError
+from cloud_bridge.partitions import include_name
 from cloud_bridge.schema import current_revision, head_revision, migrate, require_current
 from cloud_bridge.tables import Base
 
@@ -18,7 +19,8 @@ TABLES = {"devices", "observations", "alerts", "thumbnails", "dead_letters", "re
 
 def _differences(engine: Engine) -> list[object]:
     with engine.connect() as conn:
-        return list(compare_metadata(MigrationContext.configure(conn), Base.metadata))
+        context = MigrationContext.configure(conn, opts={"include_name": include_name})
+        return list(compare_metadata(context, Base.metadata))
 
 
 def test_migrate_creates_every_table_on_postgresql(empty_pg_url: str) -> None:
