@@ -7,7 +7,7 @@ DATA   ?= ../shared/datasets/leaf-health
 PYTEST_ARGS ?=
 
 .PHONY: help demo test lint venv system-deps model bench dist clean db-backup db-restore \
-	fleet-venv fleet-lint fleet-test soak
+	fleet-venv fleet-lint fleet-test soak firmware-campaign
 
 help:
 	@echo "make demo    run the agent on embedded defaults (synthetic camera, no broker)"
@@ -81,6 +81,11 @@ soak: venv system-deps
 	CULTIVAI_CAMPAIGN_S=$(SOAK_S) CULTIVAI_CAMPAIGN_SEED=$(SOAK_SEED) \
 	  CULTIVAI_CAMPAIGN_DEVICES=$(SOAK_DEVICES) \
 	  $(BIN)/pytest tests/bridge/test_campaign.py -s -p no:randomly $(PYTEST_ARGS)
+
+# The firmware updater killed (SIGKILL) at every one of its steps, then booted again;
+# `make test` runs one step per phase.
+firmware-campaign: venv
+	CULTIVAI_FIRMWARE_CAMPAIGN=1 $(BIN)/pytest tests/test_firmware.py -s -p no:randomly $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .
