@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from edge import firmware
+from edge.errors import StorageError
 from edge.firmware import FirmwareError, Layout
 from tests.firmware_kit import REPO, build_wheel, service_script, tiny_wheel, wheelhouse
 
@@ -263,3 +264,78 @@ def test_update_confirms_a_healthy_agent_and_rolls_back_a_broken_one(
         assert layout.target(layout.current) == real_release
     finally:
         subprocess.run([sys.executable, str(script), "stop"], timeout=60, check=False)
+
+
+def _fake_release(layout: Layout, name: str) -> None:
+    """A release folder as install_release leaves it (entry point + mark), for state tests."""
+    entry = layout.release_dir(name) / "venv/bin/cultivai-edge"
+    entry.parent.mkdir(parents=True)
+    entry.write_text("#!/bin/sh\necho cultivai-edge " + name + "\n")
+    entry.chmod(0o755)
+    (layout.release_dir(name) / firmware.INSTALLED_MARK).write_text(name + "\n")
+
+
+def test_rollback_restores_the_database_when_the_trial_migrated_it_beyond_the_old_release(
+    tmp_path: Path,
+) -> None:
+    from edge.dbupgrade import migrate
+    from edge.store import DB_NAME, Store
+    from tests.test_migrations import BREAKING, fill
+    from tests.test_store import builder
+
+    layout, data = Layout(tmp_path / "opt"), tmp_path / "data"
+    _fake_release(layout, "0.1.0-aaaaaaaaaaaa")
+    _fake_release(layout, "0.2.0-bbbbbbbbbbbb")
+    firmware.point(layout.current, layout.release_dir("0.1.0-aaaaaaaaaaaa"))
+    fill(data, 3)
+    schema = firmware.database_schema(data)
+    firmware.start_trial(layout, "0.2.0-bbbbbbbbbbbb", 600, schema)
+    migrate(data / DB_NAME, BREAKING)  # the new release's first start
+    with pytest.raises(StorageError, match="written by newer firmware"):
+        Store(data)
+    state = firmware.rollback(layout, "test", data)
+    assert state.release == "0.1.0-aaaaaaaaaaaa"
+    assert layout.target(layout.current) == "0.1.0-aaaaaaaaaaaa"
+    assert layout.target(layout.previous) == "0.2.0-bbbbbbbbbbbb"
+    store = Store(data)  # the old release opens it again
+    assert [o.seq for o in store.recent()] == [3, 2, 1]
+    assert store.add_observation(builder(), None).seq == 4
+    store.close()
+
+
+def test_a_compatible_migration_is_kept_on_rollback(tmp_path: Path) -> None:
+    from edge.dbupgrade import migrate
+    from edge.store import DB_NAME, Store
+    from tests.test_migrations import ADDITIVE, fill, user_version
+
+    layout, data = Layout(tmp_path / "opt"), tmp_path / "data"
+    _fake_release(layout, "0.1.0-aaaaaaaaaaaa")
+    _fake_release(layout, "0.2.0-bbbbbbbbbbbb")
+    firmware.point(layout.current, layout.release_dir("0.1.0-aaaaaaaaaaaa"))
+    fill(data, 2)
+    firmware.start_trial(layout, "0.2.0-bbbbbbbbbbbb", 600, firmware.database_schema(data))
+    migrate(data / DB_NAME, ADDITIVE)
+    fill(data, 1)  # captured during the trial: kept, nothing restored
+    firmware.rollback(layout, "test", data)
+    assert user_version(data / DB_NAME) == 2
+    store = Store(data)
+    assert [o.seq for o in store.recent()] == [3, 2, 1]
+    store.close()
+
+
+def test_a_trial_past_its_deadline_is_rolled_back_by_the_check(tmp_path: Path) -> None:
+    layout = Layout(tmp_path / "opt")
+    _fake_release(layout, "0.1.0-aaaaaaaaaaaa")
+    _fake_release(layout, "0.2.0-bbbbbbbbbbbb")
+    firmware.point(layout.current, layout.release_dir("0.1.0-aaaaaaaaaaaa"))
+    firmware.start_trial(layout, "0.2.0-bbbbbbbbbbbb", 3600)
+    assert firmware.check(layout).startswith("trial: 0.2.0-bbbbbbbbbbbb")
+    # The same boot, now past the deadline.
+    state = firmware.read_state(layout)
+    assert state is not None
+    state.deadline_monotonic = time.monotonic() - 1
+    firmware.write_state(layout, state)
+    assert "missed its deadline" in firmware.check(layout)
+    assert layout.target(layout.current) == "0.1.0-aaaaaaaaaaaa"
+    with pytest.raises(FirmwareError, match="no release is on trial"):
+        firmware.confirm(layout)
