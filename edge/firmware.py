@@ -31,6 +31,7 @@ import shutil
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -232,13 +233,25 @@ def install_release(layout: Layout, wheel: Path, options: InstallOptions) -> str
         shutil.rmtree(release)
     (release / "dist").mkdir(parents=True)
     shutil.copy2(wheel, release / "dist" / wheel.name)
+    venv_python = release / "venv" / "bin" / "python"
+    own_pip = _own_pip()
     venv_cmd = [options.python, "-m", "venv"]
     if options.system_site_packages:
         venv_cmd.append("--system-site-packages")
+    if own_pip is not None:
+        venv_cmd.append("--without-pip")  # ensurepip is the slow part; ours installs instead
     _run([*venv_cmd, str(release / "venv")], "create the release's virtualenv")
     crash_point("venv-created")
-    pip = [str(release / "venv/bin/python"), "-m", "pip", "install", "--no-input", "--quiet"]
-    pip += ["--disable-pip-version-check"]
+    if own_pip is not None:
+        pip = [sys.executable, "-m", "pip", "--python", str(venv_python), "install"]
+        # The new release gets a pip of its own too, so it can install the next one.
+        _run(
+            [*pip, "--no-index", "--quiet", "--disable-pip-version-check", str(own_pip)],
+            "install pip into the release",
+        )
+    else:
+        pip = [str(venv_python), "-m", "pip", "install"]
+    pip += ["--no-input", "--quiet", "--disable-pip-version-check"]
     if options.wheelhouse is not None:
         pip += ["--no-index", "--find-links", str(options.wheelhouse)]
     elif options.index_url:
@@ -253,6 +266,31 @@ def install_release(layout: Layout, wheel: Path, options: InstallOptions) -> str
     crash_point("marked")
     log.info("release installed", extra={"release": name})
     return name
+
+
+def _own_pip() -> Path | None:
+    """The pip wheel bundled with this Python, when this interpreter has pip to drive it.
+
+    Creating a venv with ensurepip costs most of an install of a small release;
+    `pip --python NEW_VENV` from the running release does the same job in a fraction.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("pip") is None:
+        return None
+    import pip
+
+    if tuple(int(p) for p in re.findall(r"\d+", pip.__version__)[:2]) < (22, 3):
+        return None  # no --python option yet
+    folders = [Path("/usr/share/python-wheels")]  # Debian keeps ensurepip's wheels here
+    try:
+        import ensurepip
+
+        folders.insert(0, Path(ensurepip.__file__).parent / "_bundled")
+    except ImportError:
+        pass
+    wheels = [w for folder in folders for w in sorted(folder.glob("pip-*.whl"))]
+    return wheels[0] if wheels else None
 
 
 def _validate(release: Path) -> None:

@@ -1,4 +1,9 @@
-"""`cultivai-edge firmware ...`: install, confirm, rollback, status, check."""
+"""`cultivai-edge firmware ...`: install, confirm, rollback, status, check.
+
+Also runnable as `python -m edge.firmware_cli ...` (what the boot-time unit runs):
+it imports no camera, vision or model code, so a check at boot costs a fraction of a
+second, and a release whose agent cannot import still gets rolled back.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from edge import firmware
-from edge.config import DEFAULT_CONFIG_PATH, load_config
 from edge.errors import CultivaiError
 from edge.firmware import FirmwareError, HealthCheck, InstallOptions, Layout, Service
 
 log = logging.getLogger("edge.firmware")
 DEFAULT_SERVICE = "systemctl {action} cultivai-edge.service"
 DEFAULT_DEADLINE_S = 600.0
+DEFAULT_CONFIG_PATH = Path("/etc/cultivai/edge.yaml")  # edge.config's, without its imports
 
 
 def add_parser(sub: Any) -> None:
@@ -81,6 +86,8 @@ def add_parser(sub: Any) -> None:
 def _data_dir_and_healthz(config_path: Path) -> tuple[Path | None, str | None]:
     if not config_path.is_file():
         return None, None
+    from edge.config import load_config
+
     config = load_config(config_path)
     url = None
     if config.web.enabled:
@@ -164,3 +171,19 @@ def _install(
     state = firmware.update(layout, args.wheel, options, service, health, args.deadline_s, data_dir)
     print(f"{state.release} installed and confirmed")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m edge.firmware_cli ACTION ...`, the same as `cultivai-edge firmware ...`."""
+    parser = argparse.ArgumentParser(prog="cultivai-edge")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["firmware", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        return run(args)
+    except CultivaiError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -23,9 +23,14 @@ pytestmark = pytest.mark.slow
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """`cultivai-edge ...` as its own process (so a SIGKILL hook kills only it)."""
+    """`cultivai-edge firmware ...` as its own process (so a SIGKILL hook kills only it).
+
+    Through `python -m edge.firmware_cli`, what the boot-time unit runs: the same code
+    without importing the camera and vision stack at every call.
+    """
+    assert args[0] == "firmware"
     return subprocess.run(
-        [sys.executable, "-m", "edge.cli", *args],
+        [sys.executable, "-m", "edge.firmware_cli", *args[1:]],
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
         capture_output=True,
@@ -339,3 +344,20 @@ def test_a_trial_past_its_deadline_is_rolled_back_by_the_check(tmp_path: Path) -
     assert layout.target(layout.current) == "0.1.0-aaaaaaaaaaaa"
     with pytest.raises(FirmwareError, match="no release is on trial"):
         firmware.confirm(layout)
+
+
+def test_the_firmware_command_is_the_same_through_both_entry_points(tmp_path: Path) -> None:
+    from edge.config import DEFAULT_CONFIG_PATH
+    from edge.firmware_cli import DEFAULT_CONFIG_PATH as FIRMWARE_DEFAULT
+
+    assert FIRMWARE_DEFAULT == DEFAULT_CONFIG_PATH
+    full = subprocess.run(
+        [sys.executable, "-m", "edge.cli", "firmware", "--root", str(tmp_path), "status"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    light = cli("firmware", "--root", str(tmp_path), "status")
+    assert full.returncode == light.returncode == 0
+    assert json.loads(full.stdout) == json.loads(light.stdout)
