@@ -588,7 +588,13 @@ def update(
         name = install_release(layout, wheel, options)
         since = time.time()
         start_trial(layout, name, deadline_s, database_schema(data_dir))
-        service.do("restart")
+        try:
+            service.do("restart")
+        except FirmwareError as exc:
+            rollback(layout, f"the agent could not be restarted: {exc}", data_dir)
+            with contextlib.suppress(FirmwareError):
+                service.do("start")
+            raise
         crash_point("restarted")
         if health is None:
             return confirm(layout)

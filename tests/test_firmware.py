@@ -179,6 +179,28 @@ def test_a_power_cut_at_any_step_leaves_a_working_current(
     assert {s: v for s, v, _ in results}["rollback-current"] == "cultivai-edge 0.9.1"
     print("power cuts:", results)
 
+    # An agent that cannot even be restarted after the switch: back at once.
+    config = tmp_path / "edge.yaml"
+    config.write_text(
+        yaml.safe_dump({"device": {"id": "cam"}, "storage": {"dir": str(tmp_path / "data")}})
+    )
+    failing = ["firmware", "--root", str(root), "--config", str(config)]
+    proc = cli(
+        *failing,
+        "--service-command",
+        "false {action}",
+        "install",
+        str(wheels["good-2"]),
+        "--extras",
+        "",
+        "--deadline-s",
+        "5",
+    )
+    assert proc.returncode == 1 and "cannot restart the agent" in proc.stderr, proc.stderr
+    assert runs(layout) == "cultivai-edge 0.9.1"
+    state = firmware.read_state(layout)
+    assert state is not None and state.state == "rolled-back"
+
 
 # -- the whole update, with the real agent ---------------------------------------------
 
