@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 .PHONY: help demo test lint venv system-deps model bench dist clean db-backup db-restore \
 	db-restore-point db-backup-info \
 	fleet-venv fleet-lint fleet-test soak wan-outage tools-venv container-test k8s-check \
-	stack-test
+	stack-test firmware-campaign
 
 help:
 	@echo "make demo    run the agent on embedded defaults (synthetic camera, no broker)"
@@ -97,6 +97,11 @@ soak: venv system-deps
 WAN_CUT_S ?= 60
 wan-outage: venv system-deps
 	CULTIVAI_WAN_CUT_S=$(WAN_CUT_S) $(BIN)/pytest tests/bridge/test_site_broker.py -s $(PYTEST_ARGS)
+
+# The firmware updater killed (SIGKILL) at every one of its steps, then booted again;
+# `make test` runs one step per phase.
+firmware-campaign: venv
+	CULTIVAI_FIRMWARE_CAMPAIGN=1 $(BIN)/pytest tests/test_firmware.py -s -p no:randomly $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .
