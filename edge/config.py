@@ -187,6 +187,19 @@ class HealthConfig(Section):
         le=1,
         description="Share of the zoned canopy the model must recognise for a canopy verdict.",
     )
+    zone_reuse_max_diff: float = Field(
+        5.0,
+        ge=0,
+        le=255,
+        description="A zone whose 8x8 block means moved by at most this many grey levels since "
+        "it was assessed keeps that assessment (fixed camera); 0: assess every zone every time.",
+    )
+    zone_reuse_max_captures: int = Field(
+        24,
+        ge=0,
+        le=10000,
+        description="Captures in a row a zone may keep its assessment before it is assessed anew.",
+    )
     baseline_captures: int = Field(
         6,
         ge=2,

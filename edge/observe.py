@@ -27,6 +27,7 @@ from edge.protocol import (
 from edge.verdict import NO_PLANT, TOO_BRIGHT, TOO_DARK, judge
 from edge.vision import Analysis, BackgroundModel, analyze, decode_for_analysis, render_overlay
 from edge.vision.decode import decode_full, fit_within, image_size, is_jpeg
+from edge.zones import ZoneCache
 
 log = logging.getLogger(__name__)
 # Photos whose canopy cannot be measured: they never enter or get compared to the baseline.
@@ -81,6 +82,9 @@ class Observer:
         self.baseline = baseline
         # A fixed camera's background, learnt from this grow's first captures.
         self.background = BackgroundModel()
+        # Each zone's last assessment, kept while the zone looks the same (edge.zones).
+        health = config.health
+        self.zones = ZoneCache(health.zone_reuse_max_diff, health.zone_reuse_max_captures)
 
     def measure(self, frame: Frame) -> Measured:
         """Canopy analysis at reduced resolution, then the model on the same image."""
@@ -105,6 +109,7 @@ class Observer:
                     self.config.health,
                     self.config.vision.px_per_cm,
                     frame.width,
+                    self.zones,
                 )
             except (CultivaiError, ValueError) as exc:
                 # A model that fails on one photo must not stop the canopy being measured.

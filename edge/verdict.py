@@ -17,7 +17,7 @@ import numpy.typing as npt
 from edge.config import HealthConfig
 from edge.protocol import HealthBlock, HealthSummary, ZoneCell, ZoneGrid
 from edge.vision import Analysis
-from edge.zones import Grid, tile_plant_region, tile_side
+from edge.zones import Grid, ZoneCache, tile_plant_region, tile_side
 
 UNKNOWN = "unknown"
 HEALTHY = "healthy"
@@ -72,18 +72,31 @@ def judge(
     config: HealthConfig,
     px_per_cm: float | None = None,
     full_width: int | None = None,
+    cache: ZoneCache | None = None,
 ) -> Verdict:
-    """Classify a photo in one batched call and decide whether the verdict stands."""
+    """Classify a photo in one batched call and decide whether the verdict stands.
+
+    With a ``cache`` (a fixed camera), zones that look as they did when last assessed keep
+    that assessment and only the changed ones go into the call with the whole image.
+    """
     canopy = analysis.canopy.cover_pct < config.closeup_cover_pct
     grid: Grid | None = None
-    crops: list[npt.NDArray[np.uint8]] = [rgb]
+    tiles: list[npt.NDArray[np.uint8]] = []
     if canopy:
         scale = analysis.analysed_size[0] / float(full_width or analysis.analysed_size[0])
         side = tile_side(config.zone_tile_px, config.zone_leaf_cm, px_per_cm, scale)
         grid = tile_plant_region(analysis.plant_mask, side, config.zone_min_plant_share)
-        crops += [rgb[t.y0 : t.y1, t.x0 : t.x1] for t in grid.tiles]
-    results = classifier.assess_batch(crops)
-    whole, zones = results[0], results[1:]
+        tiles = [rgb[t.y0 : t.y1, t.x0 : t.x1] for t in grid.tiles]
+    if grid is None or cache is None:
+        results = classifier.assess_batch([rgb, *tiles])
+        whole, zones = results[0], results[1:]
+    else:
+        key = (_model_key(classifier), rgb.shape, grid.rows, grid.cols, grid.tile_px)
+        stale, signatures = cache.stale(key, grid, tiles)
+        results = classifier.assess_batch([rgb, *(tiles[i] for i in stale)])
+        whole = results[0]
+        fresh = dict(zip(stale, results[1:], strict=True))
+        zones = cache.update(grid, signatures, fresh, _reusable)
     reason = _decline_reason(analysis, config)
     if grid is None or not zones:
         if reason is None and not whole.in_distribution:
@@ -105,6 +118,17 @@ def judge(
     health = _block(label, scores[label], scores, whole.ood_score, reason)
     health = health.model_copy(update={"zones": zone_grid, "summary": summary})
     return Verdict(health, embedding)
+
+
+def _reusable(zone: Any) -> bool:
+    """A zone's assessment may be kept unless it flags a problem (see ZoneCache)."""
+    return not zone.in_distribution or zone.label == HEALTHY
+
+
+def _model_key(classifier: Assessor) -> object:
+    """What identifies the model: its file hash when it has one (a reload swaps it)."""
+    info = getattr(classifier, "info", None)
+    return getattr(info, "sha256", None) or id(classifier)
 
 
 def _block(
