@@ -170,6 +170,13 @@ class HealthConfig(Section):
         le=1,
         description="A verdict below this calibrated confidence is unknown: the model is unsure.",
     )
+    problem_min_confidence: float = Field(
+        0.7,
+        ge=0,
+        le=1,
+        description="A problem label (photo or zone) below this calibrated confidence is "
+        "unknown: not sure enough to name a problem.",
+    )
     zone_tile_px: int = Field(
         80, ge=16, le=1024, description="Zone tile side at analysis resolution, in pixels."
     )

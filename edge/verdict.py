@@ -27,6 +27,7 @@ TOO_BRIGHT = "too bright: the leaves are washed out"
 UNFAMILIAR = "not a leaf close-up the model knows"
 UNFAMILIAR_CANOPY = "most of the canopy looks unlike the leaves the model knows"
 UNSURE = "the model is unsure about these leaves"
+UNSURE_PROBLEM = "not sure enough to name a problem"
 
 
 class Assessor(Protocol):
@@ -57,6 +58,24 @@ def _decline_reason(analysis: Analysis, config: HealthConfig) -> str | None:
         return TOO_BRIGHT
     if analysis.canopy.cover_pct < config.min_cover_pct:
         return NO_PLANT
+    return None
+
+
+def declined(
+    label: str, confidence: float, in_distribution: bool, config: HealthConfig
+) -> str | None:
+    """Why the model's verdict on one image or zone does not stand; None when it does.
+
+    A problem label needs ``problem_min_confidence``: below it, healthy leaves of crops
+    the model never saw were mostly called diseased (the leave-one-crop-out figures of
+    the model card, which models.loco counts with this same rule).
+    """
+    if not in_distribution:
+        return UNFAMILIAR
+    if confidence < config.min_confidence:
+        return UNSURE
+    if label != HEALTHY and confidence < config.problem_min_confidence:
+        return UNSURE_PROBLEM
     return None
 
 
@@ -99,21 +118,24 @@ def judge(
         zones = cache.update(grid, signatures, fresh, _reusable)
     reason = _decline_reason(analysis, config)
     if grid is None or not zones:
-        if reason is None and not whole.in_distribution:
-            reason = UNFAMILIAR
-        if reason is None and whole.confidence < config.min_confidence:
-            reason = UNSURE
+        if reason is None:
+            reason = declined(whole.label, whole.confidence, whole.in_distribution, config)
         health = _block(whole.label, whole.confidence, whole.scores, whole.ood_score, reason)
         return Verdict(health, np.asarray(whole.embedding, dtype=np.float32))
     embedding = _normalised([z.embedding for z in zones])
-    cells, summary, scores = _roll_up(grid, zones)
-    if reason is None and summary.assessed_share < max(config.zone_min_assessed_share, 1e-9):
-        reason = UNFAMILIAR_CANOPY
+    cells, summary, scores = _roll_up(grid, zones, config)
+    least = max(config.zone_min_assessed_share, 1e-9)
+    if reason is None and summary.assessed_share < least:
+        total = sum(t.plant_share for t in grid.tiles)
+        familiar = sum(
+            t.plant_share for t, z in zip(grid.tiles, zones, strict=True) if z.in_distribution
+        )
+        reason = UNFAMILIAR_CANOPY if familiar < least * total else UNSURE_PROBLEM
     if scores is None:
         scores = {k: _r(v) for k, v in whole.scores.items()}
     label = max(scores, key=lambda k: scores[k])
-    if reason is None and scores[label] < config.min_confidence:
-        reason = UNSURE
+    if reason is None:
+        reason = declined(label, scores[label], True, config)
     zone_grid = ZoneGrid(rows=grid.rows, cols=grid.cols, tile_px=grid.tile_px, cells=cells)
     health = _block(label, scores[label], scores, whole.ood_score, reason)
     health = health.model_copy(update={"zones": zone_grid, "summary": summary})
@@ -145,16 +167,21 @@ def _block(
 
 
 def _roll_up(
-    grid: Grid, zones: list[Any]
+    grid: Grid, zones: list[Any], config: HealthConfig
 ) -> tuple[list[ZoneCell], HealthSummary, dict[str, float] | None]:
-    """Zone cells, the summary, and plant-weighted mean scores of assessed zones."""
+    """Zone cells, the summary, and plant-weighted mean scores of assessed zones.
+
+    A zone is unknown when it is unlike the training data or names a problem below
+    ``problem_min_confidence`` (see declined()).
+    """
     cells = []
     total = assessed = 0.0
     shares: dict[str, float] = {}
     weighted: dict[str, float] = {}
     worst: tuple[float, str, str] | None = None
     for tile, z in zip(grid.tiles, zones, strict=True):
-        label = z.label if z.in_distribution else UNKNOWN
+        unsure = z.label != HEALTHY and z.confidence < config.problem_min_confidence
+        label = UNKNOWN if not z.in_distribution or unsure else z.label
         cells.append(
             ZoneCell(
                 zone=tile.name,

@@ -13,7 +13,7 @@ from edge.camera.synthetic import SyntheticCamera, SyntheticCameraSettings
 from edge.clock import FakeClock
 from edge.config import HealthConfig
 from edge.inference import load_classifier
-from edge.verdict import NO_PLANT, TOO_DARK, UNFAMILIAR, UNKNOWN, judge
+from edge.verdict import NO_PLANT, TOO_DARK, UNFAMILIAR, UNKNOWN, UNSURE_PROBLEM, judge
 from edge.vision import analyze
 from edge.vision.decode import fit_within
 from edge.zones import ZoneCache, tile_plant_region, zone_name
@@ -161,9 +161,14 @@ def test_unchanged_zones_keep_their_assessment_and_changed_ones_are_redone(
     cache = ZoneCache(CONFIG.zone_reuse_max_diff, CONFIG.zone_reuse_max_captures)
     a = judge(first, analyze(first), classifier, CONFIG, cache=cache).health
     assert a.zones is not None and cache.last_assessed == len(a.zones.cells) > 4
-    flagged = {c.zone for c in a.zones.cells if c.label not in (UNKNOWN, "healthy")}
+    # Zones the model gives a problem label (at any confidence) are never kept.
+    grid, tiles = _grid_and_tiles(first)
+    flagged = {
+        t.name
+        for t, z in zip(grid.tiles, classifier.assess_batch(tiles), strict=True)
+        if z.in_distribution and z.label != "healthy"
+    }
     # A brown lesion appears on one zone that was not flagged.
-    grid, _ = _grid_and_tiles(first)
     tile = next(t for t in grid.tiles if t.name not in flagged)
     lesion = second.copy()
     cy, cx = (tile.y0 + tile.y1) // 2, (tile.x0 + tile.x1) // 2
@@ -226,3 +231,46 @@ def test_kept_zones_expire_and_a_new_model_or_grid_forgets_them() -> None:
     assert off.stale("model", grid, tiles)[0] == everything  # max_diff 0: no reuse
     with pytest.raises(ValueError, match="neither assessed nor kept"):
         ZoneCache(5.0, 24).update(grid, sigs, {})
+
+
+# --- A problem label needs health.problem_min_confidence ---
+
+
+class _Fixed:
+    """An assessor that gives every image the same calibrated verdict."""
+
+    def __init__(self, label: str, confidence: float) -> None:
+        from edge.inference import Assessment
+
+        rest = (1.0 - confidence) / 5
+        scores = {k: rest for k in ("healthy", "leaf_spot", "virus_mosaic", "powdery_mildew")}
+        scores |= {"pest_damage": rest, "nutrient_deficiency": rest, label: confidence}
+        self.result = Assessment(label, confidence, scores, 0.0, True, np.ones(4, np.float32) / 2)
+
+    def assess_batch(self, rgbs: Any) -> list[Any]:
+        return [self.result] * len(rgbs)
+
+
+@pytest.mark.parametrize(("label", "confidence"), [("leaf_spot", 0.65), ("pest_damage", 0.55)])
+def test_a_problem_below_its_confidence_floor_is_unknown_on_photo_and_zones(
+    label: str, confidence: float
+) -> None:
+    rgb = frame(start_day=20)
+    a = analyze(rgb)
+    health = judge(rgb, a, _Fixed(label, confidence), CONFIG).health
+    assert (health.label, health.assessed, health.reason) == (UNKNOWN, False, UNSURE_PROBLEM)
+    assert health.zones is not None and {c.label for c in health.zones.cells} == {UNKNOWN}
+    sure = judge(rgb, a, _Fixed(label, CONFIG.problem_min_confidence + 0.05), CONFIG).health
+    assert (sure.label, sure.assessed) == (label, True)
+    healthy = judge(rgb, a, _Fixed("healthy", confidence), CONFIG).health
+    assert (healthy.label, healthy.assessed) == ("healthy", True)  # 0.5 is enough for healthy
+
+
+def test_the_shipped_rule_is_the_one_the_model_card_measured() -> None:
+    import json
+    from pathlib import Path
+
+    manifest = Path(__file__).resolve().parent.parent / "models" / "plant_health" / "manifest.json"
+    rule = json.loads(manifest.read_text())["verdict_rule"]
+    assert rule["min_confidence"] == CONFIG.min_confidence
+    assert rule["problem_min_confidence"] == CONFIG.problem_min_confidence
