@@ -257,9 +257,11 @@ def _loco(manifest: dict[str, Any]) -> str:
     derived = False
     for crop, r in loco["per_held_out_crop"].items():
         derived = derived or "false_alarm_rate_source" in r
+        before = r.get("earlier_run_false_alarm_rate")
+        earlier = "" if before is None else f" ({before:.1%} in an earlier run)"
         lines.append(
             f"| {crop} | {' + '.join(r['trained_on'])} | {r['epochs']} | "
-            f"{r['held_out_healthy_leaves']} | **{r['false_alarm_rate']:.1%}** | "
+            f"{r['held_out_healthy_leaves']} | **{r['false_alarm_rate']:.1%}**{earlier} | "
             f"{r.get('false_alarm_rate_any_problem_label', r['false_alarm_rate']):.1%} | "
             f"{r['false_alarm_rate_without_ood']:.1%} | {r['unknown_share']:.1%} | "
             f"{r['ood_auroc_test_vs_held_out_healthy']:.3f} | "
@@ -278,6 +280,11 @@ def _loco(manifest: dict[str, Any]) -> str:
             "Rows marked in the manifest with `false_alarm_rate_source` were recounted from "
             "the recorded runs (their problem labels at confidence 0.7 or more), not re-run.",
         ]
+    lines += [
+        "",
+        "Training is not bit-reproducible, so a re-run of the same protocol moves these rates "
+        "by a few points (earlier-run figures in brackets).",
+    ]
     return "\n".join(lines)
 
 
