@@ -1,6 +1,7 @@
 """Plant-health inference cost: int8 vs float latency, classify() vs a bare invoke(), and
 the verdict path: assess() of a whole image, assess_batch() of the tiles of a 640x480
-analysis image, the out-of-distribution score, and peak RSS.
+analysis image, the out-of-distribution score, judge() of a fixed camera's canopy with
+and without reusing unchanged zones, and peak RSS.
 
 Run from the repository root: python bench/inference.py [--model DIR] [--runs N]
 All timings use one interpreter thread on the CPU; medians in milliseconds. Every figure
@@ -16,11 +17,19 @@ import resource
 import statistics
 import time
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
+from edge.camera.synthetic import SyntheticCamera, SyntheticCameraSettings
+from edge.clock import FakeClock
+from edge.config import HealthConfig
 from edge.inference import PlantHealthClassifier, bundled_model_dir, load_classifier
+from edge.verdict import judge
+from edge.vision import analyze
+from edge.vision.decode import fit_within
+from edge.zones import ZoneCache
 
 FRAMES = {"224x224": (224, 224), "640x480": (480, 640), "1920x1080": (1080, 1920)}
 
@@ -109,11 +118,86 @@ def verdict_table(clf: PlantHealthClassifier, frame: np.ndarray, runs: int) -> N
     print("goals: tiles <= 4x classify, OOD score <= 0.10x classify")
 
 
+def fixed_camera_frames(minutes: float, count: int) -> list[np.ndarray]:
+    """640x480 analysis images of the synthetic canopy (1280x960, day 18) ``minutes`` apart."""
+    settings = SyntheticCameraSettings(
+        start_day=18.0, days_per_capture=minutes / 1440.0, yellowing_onset_day=None
+    )
+    cam = SyntheticCamera(settings, FakeClock(datetime(2026, 3, 2, 8, tzinfo=timezone.utc)))
+    frames = []
+    for _ in range(count):
+        pixels = cam.capture().pixels
+        assert pixels is not None
+        frames.append(fit_within(pixels, 640))
+    return frames
+
+
+def zones_table(clf: PlantHealthClassifier, captures: int) -> None:
+    """judge() per capture of a fixed camera: every zone assessed vs unchanged zones reused.
+
+    Per capture the baseline classify(), judge() without and judge() with the zone cache
+    run back to back, so a load spike hits all three alike.
+    """
+    config = HealthConfig()
+    print(f"\n{'fixed camera, per capture (int8, 1 thread)':52} {'ms':>8} "
+          f"{'x classify':>11} {'zones':>6} {'assessed':>9}")  # fmt: skip
+    for minutes in (0.0, 15.0, 60.0):
+        frames = fixed_camera_frames(minutes, captures + 1)
+        analyses = [analyze(f) for f in frames]
+        base: list[int] = []
+        cold: list[int] = []
+        warm: list[int] = []
+        zones: list[int] = []
+        fresh: list[int] = []
+        same: list[bool] = []  # zone labels with reuse equal to those without
+        repeat: list[bool] = []  # zone labels without reuse equal to the previous capture's
+        verdicts: list[bool] = []  # the photo's verdict with reuse equal to the one without
+        cache = ZoneCache(config.zone_reuse_max_diff, config.zone_reuse_max_captures)
+        last = judge(frames[0], analyses[0], clf, config, cache=cache).health  # fills it
+        for _ in range(2):  # warm-up
+            clf.classify(frames[0])
+        for frame, analysis in zip(frames[1:], analyses[1:], strict=True):
+            start = time.perf_counter_ns()
+            clf.classify(frame)
+            base.append(time.perf_counter_ns() - start)
+            start = time.perf_counter_ns()
+            every = judge(frame, analysis, clf, config).health
+            cold.append(time.perf_counter_ns() - start)
+            start = time.perf_counter_ns()
+            reused = judge(frame, analysis, clf, config, cache=cache).health
+            warm.append(time.perf_counter_ns() - start)
+            fresh.append(cache.last_assessed)
+            assert every.zones is not None and reused.zones is not None and last.zones
+            zones.append(len(every.zones.cells))
+            pairs = zip(every.zones.cells, reused.zones.cells, strict=True)
+            same += [a.label == b.label for a, b in pairs]
+            before = zip(every.zones.cells, last.zones.cells, strict=False)  # grids may differ
+            repeat += [a.label == b.label and a.zone == b.zone for a, b in before]
+            verdicts.append(every.label == reused.label)
+            last = every
+        b_ms = statistics.median(base) / 1e6
+        print(f"captures {minutes:g} min apart ({captures})")
+        print(f"{'  classify() 640x480 (baseline)':52} {b_ms:8.2f} {1.0:11.3f}")
+        for name, times, counts in (
+            ("  judge(), every zone assessed", cold, zones),
+            ("  judge(), unchanged zones reused", warm, fresh),
+        ):
+            ms = statistics.median(times) / 1e6
+            print(f"{name:52} {ms:8.2f} {ms / b_ms:11.3f} {statistics.median(zones):6.0f} "
+                  f"{statistics.mean(counts):9.2f}")  # fmt: skip
+        print(f"  zone labels: with reuse = without {statistics.mean(same):.1%}; without reuse, "
+              f"= previous capture {statistics.mean(repeat):.1%}; photo verdicts with reuse = "
+              f"without {statistics.mean(verdicts):.1%}")  # fmt: skip
+    print("zones = zones in the grid (median), assessed = zones sent to the model (mean);")
+    print("judge() includes the whole-image assess(); goal: zones <= 4x classify")
+
+
 def main() -> None:
     """Print the latency table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=None, help="model folder (default: bundled)")
     parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--captures", type=int, default=16, help="fixed-camera captures")
     args = parser.parse_args()
     model_dir = args.model or bundled_model_dir()
     rng = np.random.default_rng(1)
@@ -129,6 +213,7 @@ def main() -> None:
     print(f"\npeak RSS MiB: before models {rss_start:.1f}, after loading and classify "
           f"{rss_loaded:.1f} (baseline), after tiles batches {rss_batched:.1f} "
           f"(x{rss_batched / rss_loaded:.3f})")  # fmt: skip
+    zones_table(clf, args.captures)
     header = f"{'variant':8} {'backend':12} {'invoke ms':>10}"
     header += "".join(f" {'classify ' + k:>20} {'ratio':>6}" for k in FRAMES)
     print(header)

@@ -524,6 +524,7 @@ class Agent:
         """A new grow: forget the baseline; the next usable captures set a new one."""
         self.baseline.reset(self.store.engine)
         self.observer.background.reset()
+        self.observer.zones.clear()
         log.info("grow baseline reset; the next captures set a new one")
 
     def command_reset_baseline(self) -> dict[str, Any]:

@@ -192,6 +192,13 @@ class HealthConfig(Section):
         le=1,
         description="A verdict below this calibrated confidence is unknown: the model is unsure.",
     )
+    problem_min_confidence: float = Field(
+        0.7,
+        ge=0,
+        le=1,
+        description="A problem label (photo or zone) below this calibrated confidence is "
+        "unknown: not sure enough to name a problem.",
+    )
     zone_tile_px: int = Field(
         80, ge=16, le=1024, description="Zone tile side at analysis resolution, in pixels."
     )
@@ -208,6 +215,19 @@ class HealthConfig(Section):
         ge=0,
         le=1,
         description="Share of the zoned canopy the model must recognise for a canopy verdict.",
+    )
+    zone_reuse_max_diff: float = Field(
+        5.0,
+        ge=0,
+        le=255,
+        description="A zone whose 8x8 block means moved by at most this many grey levels since "
+        "it was assessed keeps that assessment (fixed camera); 0: assess every zone every time.",
+    )
+    zone_reuse_max_captures: int = Field(
+        24,
+        ge=0,
+        le=10000,
+        description="Captures in a row a zone may keep its assessment before it is assessed anew.",
     )
     baseline_captures: int = Field(
         6,

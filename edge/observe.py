@@ -28,6 +28,7 @@ from edge.verdict import NO_PLANT, TOO_BRIGHT, TOO_DARK, judge
 from edge.vision import Analysis, BackgroundModel, analyze, decode_for_analysis, render_overlay
 from edge.vision.canopy import balanced_frame
 from edge.vision.decode import decode_full, fit_within, image_size, is_jpeg
+from edge.zones import ZoneCache
 
 log = logging.getLogger(__name__)
 # Photos whose canopy cannot be measured: they never enter or get compared to the baseline.
@@ -90,6 +91,9 @@ class Observer:
         # A fixed camera's background, learnt from this grow's first captures or taken
         # from an empty-scene capture; kept in memory only unless one with a file is given.
         self.background = background or BackgroundModel()
+        # Each zone's last assessment, kept while the zone looks the same (edge.zones).
+        health = config.health
+        self.zones = ZoneCache(health.zone_reuse_max_diff, health.zone_reuse_max_captures)
 
     def _analysis_image(self, frame: Frame) -> tuple[np.ndarray, tuple[int, int]]:
         """The frame at analysis resolution and the photo's full (width, height)."""
@@ -120,6 +124,7 @@ class Observer:
                     self.config.health,
                     self.config.vision.px_per_cm,
                     frame.width,
+                    self.zones,
                 )
             except (CultivaiError, ValueError) as exc:
                 # A model that fails on one photo must not stop the canopy being measured.

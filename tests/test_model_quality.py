@@ -182,3 +182,17 @@ def test_model_card_is_rendered_from_the_manifest(manifest: dict, tmp_path: Path
     assert (tmp_path / "card.md").read_text() == shipped.read_text(), (
         "models/README.md is out of date: run python -m models.card"
     )
+
+
+def test_recorded_metrics_under_the_device_rule_are_reached(
+    leaf_dataset: Path, manifest: dict
+) -> None:
+    from models.data import read_split
+    from models.evaluate import shipped_rule_report, verdict_rule
+
+    assert manifest["verdict_rule"] == verdict_rule()  # the device still applies this rule
+    test = [s for s in read_split(MODEL_DIR / "split.csv") if s.split == "test"]
+    got = shipped_rule_report(MODEL_DIR, leaf_dataset, test, manifest["labels"])
+    recorded = manifest["metrics"]["test"]["int8_shipped_rule"]
+    assert got["macro_f1"] == pytest.approx(recorded["macro_f1"], abs=TOLERANCE)
+    assert got["assessed_share"] == pytest.approx(recorded["assessed_share"], abs=TOLERANCE)

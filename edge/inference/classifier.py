@@ -20,6 +20,7 @@ from edge.inference.preprocess import check_rgb, quantize_lut, resize_square
 from edge.inference.runtime import OpenedModel, open_model
 
 BUNDLED_DIR_NAME = "bundled_model"
+CHUNK = 4  # images per invoke of the batch interpreter (see PlantHealthClassifier._chunks)
 
 
 @dataclass(frozen=True)
@@ -211,45 +212,57 @@ class PlantHealthClassifier:
         interpreter.allocate_tensors()
         return np.empty((count, self.input_size, self.input_size, 3), self._in_dtype)
 
-    def _interpreter_for(self, count: int) -> tuple[Any, npt.NDArray[Any]]:
-        """The interpreter and input buffer for ``count`` images.
+    def _chunks(self, count: int) -> list[tuple[Any, npt.NDArray[Any], int, int]]:
+        """(interpreter, input buffer, first, count) per invoke for a batch of ``count``.
 
-        Single images use the interpreter as loaded; batches use a second interpreter
-        (when the runtime can build one, i.e. on the CPU) so that alternating whole-image
-        and tile calls do not reallocate tensors every time. An interpreter is resized,
-        and reallocated, only when its batch size changes.
+        On the CPU (when the runtime can build a second interpreter) a batch runs as
+        chunks of CHUNK images through a second interpreter sized once, and the rest one
+        by one through the interpreter as loaded: no tensors are ever reallocated, however
+        the batch size changes from photo to photo (a cached canopy sends a few changed
+        zones), and memory stays that of a CHUNK batch. Batches are no cheaper per image
+        than single invokes on a CPU (bench/inference.py), so nothing is lost. With one
+        interpreter only (a hardware delegate) it is resized to the batch when that changes.
         """
-        if self._reopen is None:  # one interpreter for all batch sizes
+        if self._reopen is None:
             if self._input.shape[0] != count:
                 self._input = self._resized(self._interpreter, count)
-            return self._interpreter, self._input
-        if count == 1:
-            return self._interpreter, self._input
-        if self._batch is None:
+            return [(self._interpreter, self._input, 0, count)]
+        full = count // CHUNK if count >= CHUNK else 0
+        if full and self._batch is None:
             self._batch = self._reopen()
-        if self._batch_input.shape[0] != count:
-            self._batch_input = self._resized(self._batch, count)
-        return self._batch, self._batch_input
+            self._batch_input = self._resized(self._batch, CHUNK)
+        plan = [(self._batch, self._batch_input, i * CHUNK, CHUNK) for i in range(full)]
+        plan += [(self._interpreter, self._input, i, 1) for i in range(full * CHUNK, count)]
+        return plan
+
+    def _run(
+        self, interpreter: Any, batch: npt.NDArray[Any], rgbs: Sequence[npt.NDArray[np.uint8]]
+    ) -> tuple[Any, Any, Any]:
+        for i, rgb in enumerate(rgbs):
+            resize_square(rgb, self.input_size, out=self._square)
+            cv2.LUT(self._square, self._lut, dst=batch[i])
+        interpreter.set_tensor(self._in_index, batch)
+        interpreter.invoke()
+        main = self._read(interpreter, self._main)
+        logits = None if self._logit_detail is None else self._read(interpreter, self._logit_detail)
+        emb = (
+            None
+            if self._embedding_detail is None
+            else self._read(interpreter, self._embedding_detail)
+        )
+        return main, logits, emb
 
     def _invoke(self, rgbs: Sequence[npt.NDArray[np.uint8]]) -> _Outputs:
         for rgb in rgbs:
             check_rgb(rgb)
         with self._lock:
-            interpreter, batch = self._interpreter_for(len(rgbs))
-            for i, rgb in enumerate(rgbs):
-                resize_square(rgb, self.input_size, out=self._square)
-                cv2.LUT(self._square, self._lut, dst=batch[i])
-            interpreter.set_tensor(self._in_index, batch)
-            interpreter.invoke()
-            main = self._read(interpreter, self._main)
-            logits = (
-                None if self._logit_detail is None else self._read(interpreter, self._logit_detail)
-            )
-            emb = (
-                None
-                if self._embedding_detail is None
-                else self._read(interpreter, self._embedding_detail)
-            )
+            parts = [
+                self._run(interpreter, batch, rgbs[first : first + count])
+                for interpreter, batch, first, count in self._chunks(len(rgbs))
+            ]
+        main = np.concatenate([p[0] for p in parts])
+        logits = None if parts[0][1] is None else np.concatenate([p[1] for p in parts])
+        emb = None if parts[0][2] is None else np.concatenate([p[2] for p in parts])
         if not np.all(np.isfinite(main)) or (
             logits is not None and not np.all(np.isfinite(logits))
         ):
