@@ -13,7 +13,7 @@ from cloud_bridge.schema import alembic_config, head_revision, migrate
 from cloud_bridge.store import Envelope, FleetStore
 from cloud_bridge.tables import ObservationRow
 from edge.protocol import topic
-from tests.bridge.factory import observation
+from tests.bridge.factory import insert_at_old_revision, observation
 
 LIMITS = Limits(262_144, 65_536)
 REASON = "narrow-band red/blue LED light: leaf colour cannot be told apart"
@@ -66,15 +66,14 @@ def test_migrating_from_0002_keeps_rows_and_then_accepts_null_colour(empty_pg_ur
     engine = create_engine(empty_pg_url)
     with engine.begin() as conn:
         command.upgrade(alembic_config(conn), "0002")
-    _write(engine, _message(1, measured=True))
-    before = _rows(engine)[1]
+    insert_at_old_revision(engine, observation("cam-1", 1))
+    with engine.connect() as conn:  # the ORM model has columns later revisions add
+        before = conn.exec_driver_sql(
+            "SELECT yellow_pct, brown_pct, payload FROM observations WHERE seq = 1"
+        ).one()
     assert migrate(engine) == ("0002", head_revision())
     after = _rows(engine)[1]
-    assert (after.yellow_pct, after.brown_pct, after.payload) == (
-        before.yellow_pct,
-        before.brown_pct,
-        before.payload,
-    )
+    assert (after.yellow_pct, after.brown_pct, after.payload) == tuple(before)
     _write(engine, _message(2, measured=False))
     assert _rows(engine)[2].yellow_pct is None
     engine.dispose()
