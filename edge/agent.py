@@ -22,6 +22,7 @@ from edge.config import EdgeConfig
 from edge.device_info import cpu_temperature_c, disk_free_bytes
 from edge.errors import CameraError, CultivaiError, ImageDecodeError, StorageError
 from edge.gpio import Gpio
+from edge.homeassistant import climate_entities
 from edge.metrics import AgentMetrics
 from edge.mqtt import MqttLink
 from edge.observe import Measured, Observer, load_model, thumbnail_jpeg
@@ -144,6 +145,11 @@ class Agent:
                 firmware=__version__,
                 health_labels=self._health_labels,
                 status_page_port=cfg.web.port if cfg.web.enabled else None,
+                climate_entities=climate_entities(
+                    cfg.sensors.climate is not None,
+                    cfg.sensors.co2 is not None,
+                    cfg.sensors.thermal is not None,
+                ),
             )
             self.link.start()
         if self._serve_web and cfg.web.enabled:

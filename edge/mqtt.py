@@ -81,6 +81,7 @@ class MqttLink:
         firmware: str = "",
         health_labels: Callable[[], Sequence[str]] = tuple,
         status_page_port: int | None = None,
+        climate_entities: Sequence[str] = (),
     ) -> None:
         self.config = config
         self.device = device
@@ -91,6 +92,7 @@ class MqttLink:
         self.metrics = metrics or AgentMetrics()
         self.metrics.watch_outbox(outbox)
         self._firmware = firmware
+        self._climate_entities = tuple(climate_entities)
         self._health_labels = health_labels
         self._status_page_port = status_page_port
         self._protocol = (
@@ -307,6 +309,7 @@ class MqttLink:
             self.config.thumbnails,
             labels=self._health_labels(),
             status_page=self._status_page(),
+            climate=self._climate_entities,
         ):
             self.client.publish(topic_, payload, qos=1, retain=True)
 
