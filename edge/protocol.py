@@ -8,9 +8,17 @@ SCHEMA_VERSION and the topic's ``v1`` level.
 from __future__ import annotations
 
 from datetime import time
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, Base64Bytes, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AwareDatetime,
+    Base64Bytes,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 SCHEMA_VERSION = 3  # 2: health.assessed/reason/ood_score/drift/zones/summary; 3: climate
 TOPIC_ROOT = "cultivai/v1"
@@ -81,7 +89,10 @@ class ClimateBlock(Message):
     )
     vpd_low_kpa: float | None = Field(None, ge=0, le=10, description="Target VPD, lower end.")
     vpd_high_kpa: float | None = Field(None, ge=0, le=10, description="Target VPD, upper end.")
-    sensors: dict[str, str] = Field(
+    sensors: dict[
+        Annotated[str, StringConstraints(max_length=16)],
+        Annotated[str, StringConstraints(max_length=64)],
+    ] = Field(
         default_factory=dict,
         max_length=8,
         description="Per sensor role: ok, not fitted, warming up, or failed: reason.",

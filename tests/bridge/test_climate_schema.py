@@ -82,3 +82,10 @@ def test_migrating_to_0006_keeps_rows_and_then_stores_climate(empty_pg_url: str)
     _write(engine, _v3(2))
     assert _rows(engine)[2].leaf_temp_c == 23.4
     engine.dispose()
+
+
+def test_oversized_sensor_status_is_dead_lettered(engine: Engine) -> None:
+    doc = json.loads(_v3(4)[1])
+    doc["climate"]["sensors"] = {"thermal": "x" * 10_000}
+    _write(engine, (topic("cam-1", "observation"), json.dumps(doc).encode()))
+    assert 4 not in _rows(engine)
