@@ -99,3 +99,24 @@ def test_leaf_vpd_equals_air_vpd_when_the_leaf_is_at_air_temperature() -> None:
 def test_vpd_of_impossible_input_says_which(temp: float, rh: float) -> None:
     with pytest.raises(ValueError, match="outside"):
         air_vpd_kpa(temp, rh)
+
+
+def test_registration_is_recovered_from_a_photo_and_its_thermal_frame() -> None:
+    from edge.leaftemp import fit_registration
+
+    truth = RegistrationSettings(scale_x=0.6, offset_x=0.22, scale_y=0.65, offset_y=0.17)
+    mask, thermal = scene(truth)
+    fit = fit_registration(thermal, mask)
+    r = fit.registration
+    assert fit.correlation > 0.8
+    for name in ("scale_x", "scale_y", "offset_x", "offset_y"):
+        assert getattr(r, name) == pytest.approx(getattr(truth, name), abs=0.04), name
+    fitted = RegistrationSettings(**{**r.model_dump(), "erode_px": truth.erode_px})
+    assert leaf_temperature(thermal, mask, fitted).leaf_temp_c == pytest.approx(LEAF_C, abs=0.3)
+
+
+def test_registration_needs_plants_and_substrate() -> None:
+    from edge.leaftemp import fit_registration
+
+    with pytest.raises(ValueError, match="plants and substrate"):
+        fit_registration(np.full((24, 32), 25.0, np.float32), np.zeros((48, 64), bool))
