@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from edge.protocol import ClimateBlock, Observation
 from tests.web.conftest import AgentDevice, log_in, make_app
 
 
-def _with_climate(device: AgentDevice, climate: ClimateBlock | None) -> str:
+def _with_climate(
+    device: AgentDevice, climate: ClimateBlock | None, earlier: timedelta = timedelta(0)
+) -> str:
     store = device.agent.store
     latest = store.recent(1)[0]
+    at = latest.captured_at - earlier
 
     def build(seq: int, stored: bool) -> Observation:
-        return latest.model_copy(update={"seq": seq, "climate": climate})
+        return latest.model_copy(update={"seq": seq, "climate": climate, "captured_at": at})
 
     store.add_observation(build, None)
     client = make_app(device).test_client()
@@ -57,3 +62,21 @@ def test_climate_card_says_why_there_is_no_leaf_temperature(fresh_device: AgentD
 
 def test_no_climate_card_without_sensors(fresh_device: AgentDevice) -> None:
     assert 'id="climate-h"' not in _with_climate(fresh_device, None)
+
+
+def test_history_charts_air_and_leaf_temperature_and_vpd(fresh_device: AgentDevice) -> None:
+    climate = ClimateBlock(
+        air_temp_c=26.0, rh_pct=60.0, leaf_temp_c=23.0, air_vpd_kpa=1.34, leaf_vpd_kpa=0.9
+    )
+    _with_climate(fresh_device, climate, earlier=timedelta(minutes=5))  # inside the range
+    client = make_app(fresh_device).test_client()
+    log_in(client)
+    page = client.get("/history").text
+    assert "<h2>Temperature</h2>" in page and "<h2>VPD</h2>" in page
+    assert "series-leaf" in page and "series-air" in page
+
+
+def test_no_climate_charts_without_sensors(fresh_device: AgentDevice) -> None:
+    client = make_app(fresh_device).test_client()
+    log_in(client)
+    assert "<h2>VPD</h2>" not in client.get("/history").text
