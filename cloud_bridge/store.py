@@ -90,6 +90,7 @@ def observation_row(
         "model_name": model.name,
         "model_version": model.version,
         "model_backend": model.backend,
+        **_climate_columns(obs),
         "payload": document,
     }
 
@@ -145,6 +146,13 @@ def _copy_observations(session: Session, rows: list[dict[str, Any]]) -> None:
     with raw.cursor() as cursor, cursor.copy(_COPY) as copy:
         for row in rows:
             copy.write_row([_payload(row) if c == "payload" else row[c] for c in _COLUMNS])
+
+
+def _climate_columns(obs: Observation) -> dict[str, float | None]:
+    """The climate columns; null for schema 1-2 devices and devices without sensors."""
+    c = obs.climate
+    names = ("air_temp_c", "rh_pct", "co2_ppm", "leaf_temp_c", "air_vpd_kpa", "leaf_vpd_kpa")
+    return {name: getattr(c, name) if c is not None else None for name in names}
 
 
 class FleetStore:

@@ -128,6 +128,13 @@ class ObservationRow(Base):
     model_name: Mapped[str | None] = mapped_column(Text)
     model_version: Mapped[str | None] = mapped_column(Text)
     model_backend: Mapped[str | None] = mapped_column(Text)
+    # Schema 3 climate; null without sensors (which ones answered: payload's climate block).
+    air_temp_c: Mapped[float | None] = mapped_column(Float)
+    rh_pct: Mapped[float | None] = mapped_column(Float)
+    co2_ppm: Mapped[float | None] = mapped_column(Float)
+    leaf_temp_c: Mapped[float | None] = mapped_column(Float)
+    air_vpd_kpa: Mapped[float | None] = mapped_column(Float)
+    leaf_vpd_kpa: Mapped[float | None] = mapped_column(Float)
     payload: Mapped[dict[str, Any]] = mapped_column(JsonDocument, nullable=False)
 
     __table_args__ = (

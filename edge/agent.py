@@ -16,12 +16,14 @@ from edge.alerts import AlertEngine, AlertEvent, alert_message, alert_row
 from edge.baseline import GrowBaseline
 from edge.broker_check import LINK_STATE_FILE
 from edge.camera import Camera, open_camera
+from edge.climate import climate_block
 from edge.clock import Clock, SystemClock
 from edge.commands import CommandRunner
 from edge.config import EdgeConfig
 from edge.device_info import cpu_temperature_c, disk_free_bytes
 from edge.errors import CameraError, CultivaiError, ImageDecodeError, StorageError
 from edge.gpio import Gpio
+from edge.homeassistant import climate_entities
 from edge.metrics import AgentMetrics
 from edge.mqtt import MqttLink
 from edge.observe import Measured, Observer, load_model, stored_background, thumbnail_jpeg
@@ -35,6 +37,7 @@ from edge.protocol import (
     topic,
 )
 from edge.schedule import Schedule
+from edge.sensors import SensorHub
 from edge.store import Store, StoredImage, Tx
 from edge.supervise import Supervisor
 from edge.systemd import Notifier
@@ -93,6 +96,7 @@ class Agent:
         self._serve_web = serve_web
         self.web: WebServer | None = None
         self.commands: CommandRunner | None = None
+        self.sensors: SensorHub | None = None
         self.store: Store
         self.gpio: Gpio
         self.observer: Observer
@@ -121,13 +125,15 @@ class Agent:
         self.observer = Observer(cfg, classifier, model_block, self.baseline, background)
         self._report_model()
         self.schedule = Schedule(cfg.schedule)
-        self.alerts = AlertEngine(cfg.alerts, self.store.open_alerts(), cfg.health)
+        self.alerts = AlertEngine(cfg.alerts, self.store.open_alerts(), cfg.health, cfg.sensors.vpd)
         warmup = cfg.alerts.baseline_captures + 2 * cfg.alerts.problem_consecutive
         self.alerts.warm_up(list(reversed(self.store.recent(warmup))))
         self.metrics.watch_device(
             lambda: self.stats.camera_open, lambda: len(self.store.open_alerts())
         )
         self.metrics.watch_disk(lambda: disk_free_bytes(cfg.storage.dir))
+        if cfg.sensors.any_fitted:
+            self.sensors = SensorHub(cfg.sensors, on_failure=self.metrics.sensor_failed)
         if self.camera is None:
             self._open_camera()
         else:
@@ -147,6 +153,11 @@ class Agent:
                 health_labels=self._health_labels,
                 status_page_port=cfg.web.port if cfg.web.enabled else None,
                 link_state=s.dir / LINK_STATE_FILE,
+                climate_entities=climate_entities(
+                    cfg.sensors.climate is not None,
+                    cfg.sensors.co2 is not None,
+                    cfg.sensors.thermal is not None,
+                ),
             )
             self.link.start()
         if self._serve_web and cfg.web.enabled:
@@ -289,6 +300,8 @@ class Agent:
                 extra={"mean_luma": measured.analysis.exposure.mean_luma},
             )
             return None
+        if self.sensors is not None:
+            measured = self._with_climate(measured)
         image = None
         if self.config.storage.keep_images:
             image = StoredImage(self.observer.encode_photo(frame), self.observer.overlay(measured))
@@ -308,6 +321,18 @@ class Agent:
             self.baseline.add(replace(measured.sample, seq=obs.seq))
         self._stored(obs)
         return obs
+
+    def _with_climate(self, measured: Measured) -> Measured:
+        """Read the sensors for this capture; a failure leaves the climate out, never the photo."""
+        assert self.sensors is not None
+        try:
+            readings = self.sensors.read(measured.frame.truth_mask)
+            climate = climate_block(readings, measured.analysis.plant_mask, self.config.sensors)
+        except (ValueError, CultivaiError) as exc:
+            log.error("climate not recorded for this capture", extra={"error": str(exc)})
+            return measured
+        self.metrics.record_climate(climate)
+        return replace(measured, climate=climate)
 
     def _in_transaction(
         self, tx: Tx, obs: Observation, measured: Measured, applied: list[tuple[AlertEvent, int]]
@@ -574,6 +599,8 @@ class Agent:
             self.commands.stop()
         if self.camera is not None:
             self.camera.close()
+        if self.sensors is not None:
+            self.sensors.close()
         if hasattr(self, "gpio"):
             self.gpio.close()
         if hasattr(self, "store"):

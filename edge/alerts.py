@@ -10,7 +10,11 @@ Rules, each raising one alert and clearing it when the condition has ended:
   `rise_pp` points over the camera's recent baseline (the median of the last
   `baseline_captures` normal captures), on `problem_consecutive` captures in a row;
   cleared when the value is back within half that rise of the baseline taken when
-  the alert was raised, on as many captures in a row.
+  the alert was raised, on as many captures in a row;
+- VPD out of the growth stage's target range (`sensors.vpd`) on `consecutive`
+  captures in a row, judged on leaf VPD when the leaf temperature is known and on
+  air VPD otherwise; cleared after as many captures back in range. A capture
+  without a VPD (sensor not fitted or failed) neither raises nor clears.
 
 An unknown verdict (not assessed) never counts toward raising or clearing a model
 alert, and photos whose canopy cannot be measured (no plant, bad exposure) or whose
@@ -28,11 +32,12 @@ from typing import Literal
 
 from edge.config import AlertsConfig, HealthConfig
 from edge.protocol import Alert, HealthBlock, Observation
+from edge.sensors.settings import VpdTargetSettings
 from edge.tables import AlertRow
 
 HEALTHY = "healthy"
 UNKNOWN = "unknown"
-AlertKind = Literal["health", "zone", "drift", "yellowing", "browning"]
+AlertKind = Literal["health", "zone", "drift", "yellowing", "browning", "vpd"]
 COLOUR_RULES: tuple[tuple[str, AlertKind], ...] = (
     ("yellow_pct", "yellowing"),
     ("brown_pct", "browning"),
@@ -73,9 +78,12 @@ class AlertEngine:
         config: AlertsConfig,
         open_alerts: list[AlertRow],
         health: HealthConfig | None = None,
+        vpd: VpdTargetSettings | None = None,
     ) -> None:
         self.config = config
         self.health_config = health or HealthConfig()
+        self.vpd_config = vpd or VpdTargetSettings()
+        self._vpd_streak = 0
         self._problem_streak: dict[str, int] = {}
         self._zone_streak: dict[str, int] = {}
         self._drift_streak = 0
@@ -102,7 +110,54 @@ class AlertEngine:
         events += self._drift(obs)
         if self._measurable(obs):
             events += self._colour(obs)
+        events += self._vpd(obs)
         return [] if replay else events
+
+    def _vpd(self, obs: Observation) -> list[AlertEvent]:
+        c, climate = self.vpd_config, obs.climate
+        if climate is None:
+            return []
+        which, value = "Leaf", climate.leaf_vpd_kpa
+        if value is None or not c.use_leaf:
+            which, value = "Air", climate.air_vpd_kpa
+        if value is None:
+            return []  # no VPD measured: no evidence either way
+        target = c.target()
+        state = self._open.get(("vpd", None))
+        if target is None:
+            if state is None:
+                return []
+            return [AlertEvent("clear", "vpd", None, "VPD alerts off: no growth stage set", value)]
+        low, high = target
+        inside = low <= value <= high
+        if state is not None:
+            state.streak = state.streak + 1 if inside else 0
+            if state.streak >= c.consecutive:
+                return [
+                    AlertEvent(
+                        "clear",
+                        "vpd",
+                        None,
+                        f"{which} VPD back in the {c.stage} range ({value:.2f} kPa, "
+                        f"target {low:.2f}-{high:.2f})",
+                        value,
+                    )
+                ]
+            return []
+        self._vpd_streak = 0 if inside else self._vpd_streak + 1
+        if self._vpd_streak >= c.consecutive:
+            side = "above" if value > high else "below"
+            return [
+                AlertEvent(
+                    "raise",
+                    "vpd",
+                    None,
+                    f"{which} VPD {value:.2f} kPa {side} the {c.stage} target "
+                    f"{low:.2f}-{high:.2f} kPa on {self._vpd_streak} captures in a row",
+                    value,
+                )
+            ]
+        return []
 
     def _measurable(self, obs: Observation) -> bool:
         return (
@@ -273,6 +328,8 @@ class AlertEngine:
             self._open[key] = _Open(alert_id, event.baseline)
             if event.kind == "drift":
                 self._drift_streak = 0
+            elif event.kind == "vpd":
+                self._vpd_streak = 0
             elif event.kind in ("yellowing", "browning"):
                 self._rise_streak[_metric(event.kind)] = 0
         else:

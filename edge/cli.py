@@ -71,6 +71,10 @@ def _parser() -> argparse.ArgumentParser:
         description="Validate a config file: exit 0, or 2 naming each problem.",
     )
     cc.add_argument("file", type=Path, metavar="FILE")
+    with_config(
+        "calibrate-thermal",
+        "fit where the photo lies in the thermal frame; prints sensors.registration",
+    )
     st = with_config("selftest", "check camera, model, storage, broker and GPIO")
     st.add_argument("--json", action="store_true", help="print the results as JSON")
     from edge.firmware_cli import add_parser as add_firmware
@@ -269,6 +273,17 @@ def cmd_firmware(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_calibrate_thermal(args: argparse.Namespace) -> int:
+    """One photo and one thermal frame; print the registration that lines them up."""
+    from edge.thermal_calibration import MIN_CORRELATION, calibrate_thermal, suggestion
+
+    config = _load_for_start(args.config)
+    setup_logging("WARNING", config.logging.format)
+    fit = calibrate_thermal(config)
+    print(suggestion(fit))
+    return EXIT_OK if fit.correlation >= MIN_CORRELATION else EXIT_FAILED
+
+
 COMMANDS = {
     "run": cmd_run,
     "capture": cmd_capture,
@@ -277,6 +292,7 @@ COMMANDS = {
     "check-config": cmd_check_config,
     "selftest": cmd_selftest,
     "firmware": cmd_firmware,
+    "calibrate-thermal": cmd_calibrate_thermal,
 }
 
 

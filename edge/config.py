@@ -21,6 +21,7 @@ from edge import yaml_config
 from edge.camera import CameraConfig
 from edge.camera.synthetic import SyntheticCameraSettings
 from edge.errors import ConfigError
+from edge.sensors.settings import SensorsConfig
 from edge.tls_config import TlsConfig
 from edge.web.settings import WebConfig
 
@@ -354,6 +355,9 @@ class EdgeConfig(Section):
     storage: StorageConfig = Field(default_factory=StorageConfig, description="On-device storage.")
     web: WebConfig = Field(default_factory=WebConfig, description="Status page.")
     gpio: GpioConfig = Field(default_factory=GpioConfig, description="Optional GPIO devices.")
+    sensors: SensorsConfig = Field(
+        default_factory=SensorsConfig, description="Climate sensors, leaf temperature, VPD."
+    )
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logging.")
 
 
@@ -362,6 +366,8 @@ def _camera_aware(loc: tuple[int | str, ...]) -> str:
     # A discriminated union adds the chosen tag to the path: camera.replay.folder.
     if len(parts) > 1 and parts[0] == "camera" and parts[1] in CAMERA_BACKENDS:
         del parts[1]
+    elif len(parts) > 2 and parts[0] == "sensors" and parts[1] in ("climate", "co2", "thermal"):
+        del parts[2]  # the sensor model tag, as for the camera backend
     return ".".join(parts) or "(top level)"
 
 

@@ -58,11 +58,42 @@ def _table(model: type[BaseModel], prefix: str, skip: frozenset[str] = frozenset
         annotation = field.annotation
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             continue
+        if _model_variants(annotation):
+            continue
         rows.append(
             f"| `{prefix}{name}` | {_type_name(annotation)} | {_default(field)} | "
             f"{field.description or ''} |"
         )
     return rows
+
+
+def _model_variants(annotation: Any) -> list[type[BaseModel]]:
+    """The config models of a union of them (sensor models); empty for anything else."""
+    if get_origin(annotation) not in (UnionType, typing.Union):
+        return []
+    models: list[Any] = []
+    for arg in get_args(annotation):
+        if get_origin(arg) is typing.Annotated:
+            arg = get_args(arg)[0]
+        models += get_args(arg) if get_origin(arg) in (UnionType, typing.Union) else [arg]
+    models = [a for a in models if a is not NoneType]
+    if len(models) < 2 or not all(isinstance(a, type) and issubclass(a, BaseModel) for a in models):
+        return []
+    return models
+
+
+def _variant_tables(model: type[BaseModel], prefix: str) -> list[str]:
+    """One table per model of a section's union fields, each headed by its tag."""
+    header = ["| key | type | default | meaning |", "|---|---|---|---|"]
+    out: list[str] = []
+    for name, field in model.model_fields.items():
+        for variant in _model_variants(field.annotation):
+            tag = get_args(variant.model_fields["model"].annotation)[0]
+            doc = (variant.__doc__ or "").strip().rstrip(".")
+            out += ["", f"`{prefix}{name}.model: {tag}` ({doc}):", ""]
+            rows = _table(variant, f"{prefix}{name}.", skip=frozenset({"model"}))
+            out += header + rows if rows else ["No settings."]
+    return out
 
 
 def render() -> str:
@@ -92,6 +123,7 @@ def render() -> str:
                 sub = next((a for a in get_args(sub) if a is not NoneType), None)
             if isinstance(sub, type) and issubclass(sub, BaseModel):
                 out.extend(_table(sub, f"{section}.{sub_name}."))
+        out.extend(_variant_tables(model, f"{section}."))
         out.append("")
     return "\n".join(out).rstrip() + "\n"
 

@@ -23,6 +23,13 @@ def demo_config(data_dir: Path) -> EdgeConfig:
             "schedule": {"interval_s": 10},
             "storage": {"dir": str(data_dir), "image_quota_mb": 64, "min_free_mb": 50},
             "web": {"host": "127.0.0.1", "port": 8080},
+            # Simulated climate sensors: leaves a couple of degrees below the air.
+            "sensors": {
+                "climate": {"model": "fake", "air_temp_c": 25.5, "rh_pct": 62.0},
+                "co2": {"model": "fake", "co2_ppm": 850},
+                "thermal": {"model": "fake", "leaf_c": 23.5, "background_c": 27.0},
+                "vpd": {"stage": "veg"},
+            },
             "logging": {"format": "text"},
         },
         env={},

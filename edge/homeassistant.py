@@ -115,6 +115,82 @@ SENSORS = (
 )
 
 
+def _climate(field: str) -> str:
+    """A climate value's template: None ("unknown") when not measured or no climate block."""
+    value = f"value_json.climate.{field}"
+    return "{{ " + value + " if value_json.climate and " + value + " is number else None }}"
+
+
+CLIMATE_SENSORS = {
+    "air_temperature": _Entity(
+        "air_temperature",
+        "Air temperature",
+        "observation",
+        _climate("air_temp_c"),
+        "°C",
+        None,
+        device_class="temperature",
+    ),
+    "humidity": _Entity(
+        "humidity",
+        "Humidity",
+        "observation",
+        _climate("rh_pct"),
+        "%",
+        None,
+        device_class="humidity",
+    ),
+    "co2": _Entity(
+        "co2",
+        "CO2",
+        "observation",
+        _climate("co2_ppm"),
+        "ppm",
+        None,
+        device_class="carbon_dioxide",
+    ),
+    "leaf_temperature": _Entity(
+        "leaf_temperature",
+        "Leaf temperature",
+        "observation",
+        _climate("leaf_temp_c"),
+        "°C",
+        "mdi:leaf",
+        device_class="temperature",
+    ),
+    "vpd": _Entity(
+        "vpd",
+        "Air VPD",
+        "observation",
+        _climate("air_vpd_kpa"),
+        "kPa",
+        "mdi:water-percent",
+        device_class="pressure",
+    ),
+    "leaf_vpd": _Entity(
+        "leaf_vpd",
+        "Leaf VPD",
+        "observation",
+        _climate("leaf_vpd_kpa"),
+        "kPa",
+        "mdi:leaf",
+        device_class="pressure",
+    ),
+}
+
+
+def climate_entities(climate: bool, co2: bool, thermal: bool) -> tuple[str, ...]:
+    """The climate entities a device with these sensors fitted announces."""
+    keys: list[str] = []
+    if climate or co2:  # an SCD4x measures temperature and humidity too
+        keys += ["air_temperature", "humidity", "vpd"]
+    if co2:
+        keys.append("co2")
+    if thermal:
+        keys += ["leaf_temperature", "leaf_vpd"]
+    return tuple(keys)
+
+
 def verdict_options(labels: Sequence[str]) -> list[str]:
     """The states the verdict sensor can take: the model's labels and `unknown`."""
     return [*dict.fromkeys([*labels, UNKNOWN])]
@@ -171,6 +247,7 @@ def discovery_messages(
     *,
     labels: Sequence[str] = (),
     status_page: str | None = None,
+    climate: Sequence[str] = (),
 ) -> list[tuple[str, bytes]]:
     """(topic, retained payload) for every entity of the device."""
     device = {k: v for k, v in _device_block(device_id, room, firmware, status_page).items() if v}
@@ -184,7 +261,7 @@ def discovery_messages(
     }
     node = node_id(device_id)
     out = []
-    for s in (_verdict(labels), *SENSORS):
+    for s in (_verdict(labels), *SENSORS, *(CLIMATE_SENSORS[k] for k in climate)):
         config: dict[str, object] = {
             "name": s.name,
             "unique_id": f"cultivai_{node}_{s.key}",

@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 
 from edge import __version__
 from edge.device_info import cpu_temperature_c
+from edge.protocol import ClimateBlock
 
 _SECONDS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -161,6 +162,47 @@ class AgentMetrics:
         self.build.info({"version": __version__, "python": platform.python_version()})
         for result in ("ok", "failed", "dark"):
             self.captures.labels(result=result)
+        self.sensor_failures = Counter(
+            "cultivai_sensor_failures",
+            "Failed sensor readings by sensor role (climate, co2, thermal) and reason "
+            "(io, crc, stuck, out_of_range, unavailable, error).",
+            ["sensor", "reason"],
+            registry=r,
+        )
+        self.climate = Gauge(
+            "cultivai_climate",
+            "Latest climate reading by quantity (air_temp_celsius, leaf_temp_celsius, "
+            "rh_percent, co2_ppm, air_vpd_kpa, leaf_vpd_kpa); NaN when not measured.",
+            ["quantity"],
+            registry=r,
+        )
+        self.sensor_up = Gauge(
+            "cultivai_sensor_up",
+            "1 when the sensor's last reading was good, 0 when it failed; absent when not fitted.",
+            ["sensor"],
+            registry=r,
+        )
+
+    def sensor_failed(self, sensor: str, reason: str) -> None:
+        """Count one failed sensor reading."""
+        self.sensor_failures.labels(sensor=sensor, reason=reason).inc()
+
+    def record_climate(self, climate: ClimateBlock) -> None:
+        """Set the climate gauges from one capture's block."""
+        values = {
+            "air_temp_celsius": climate.air_temp_c,
+            "leaf_temp_celsius": climate.leaf_temp_c,
+            "rh_percent": climate.rh_pct,
+            "co2_ppm": climate.co2_ppm,
+            "air_vpd_kpa": climate.air_vpd_kpa,
+            "leaf_vpd_kpa": climate.leaf_vpd_kpa,
+        }
+        for quantity, value in values.items():
+            self.climate.labels(quantity=quantity).set(math.nan if value is None else value)
+        for sensor, state in climate.sensors.items():
+            if state == "not fitted":
+                continue
+            self.sensor_up.labels(sensor=sensor).set(1.0 if state in ("ok", "warming up") else 0.0)
 
     def _publish_age(self) -> float:
         at = self.last_publish._value.get()

@@ -96,6 +96,7 @@ class MqttLink:
         health_labels: Callable[[], Sequence[str]] = tuple,
         status_page_port: int | None = None,
         link_state: Path | None = None,
+        climate_entities: Sequence[str] = (),
     ) -> None:
         self.config = config
         # Where this link says whether it is connected, for `selftest` (None: nowhere).
@@ -108,6 +109,7 @@ class MqttLink:
         self.metrics = metrics or AgentMetrics()
         self.metrics.watch_outbox(outbox)
         self._firmware = firmware
+        self._climate_entities = tuple(climate_entities)
         self._health_labels = health_labels
         self._status_page_port = status_page_port
         self._protocol = (
@@ -328,6 +330,7 @@ class MqttLink:
             self.config.thumbnails,
             labels=self._health_labels(),
             status_page=self._status_page(),
+            climate=self._climate_entities,
         ):
             self.client.publish(topic_, payload, qos=1, retain=True)
 

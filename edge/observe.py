@@ -18,6 +18,7 @@ from edge.config import EdgeConfig, ModelConfig
 from edge.errors import CultivaiError, ImageDecodeError
 from edge.protocol import (
     CanopyBlock,
+    ClimateBlock,
     ExposureBlock,
     HealthBlock,
     ImageBlock,
@@ -47,6 +48,7 @@ class Measured:
     analysis_s: float = 0.0
     inference_s: float = 0.0
     sample: Sample | None = None  # for the grow baseline; its seq is set when stored
+    climate: ClimateBlock | None = None  # set by the agent when sensors are configured
 
 
 def load_model(config: ModelConfig) -> tuple[Any, ModelBlock]:
@@ -198,6 +200,7 @@ class Observer:
             ),
             health=m.health,
             model=self.model,
+            climate=m.climate,
         )
 
     def encode_photo(self, frame: Frame) -> bytes:

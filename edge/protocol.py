@@ -8,11 +8,19 @@ SCHEMA_VERSION and the topic's ``v1`` level.
 from __future__ import annotations
 
 from datetime import time
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, Base64Bytes, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AwareDatetime,
+    Base64Bytes,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
-SCHEMA_VERSION = 2  # 2: health.assessed/reason/ood_score/drift/zones/summary
+SCHEMA_VERSION = 3  # 2: health.assessed/reason/ood_score/drift/zones/summary; 3: climate
 TOPIC_ROOT = "cultivai/v1"
 MessageKind = Literal["observation", "thumbnail", "alert", "status", "stats", "cmd_result"]
 
@@ -54,6 +62,40 @@ class CanopyBlock(Message):
     )
     colour_reason: str | None = Field(
         None, description="Why the colour metrics are null; null when they were measured."
+    )
+
+
+class ClimateBlock(Message):
+    """Grow-room climate at capture time; a null value was not measured (see `sensors`)."""
+
+    air_temp_c: float | None = Field(None, ge=-40, le=80, description="Air temperature, degC.")
+    rh_pct: float | None = Field(None, ge=0, le=100, description="Relative humidity, %.")
+    co2_ppm: float | None = Field(None, ge=0, le=40000, description="CO2, ppm.")
+    leaf_temp_c: float | None = Field(
+        None, ge=-40, le=80, description="Median temperature of the thermal pixels on leaves."
+    )
+    leaf_temp_pixels: int | None = Field(
+        None, ge=0, le=1_000_000, description="Thermal pixels the leaf temperature is from."
+    )
+    leaf_temp_reason: str | None = Field(
+        None, max_length=300, description="Why leaf_temp_c is null, when a thermal frame was read."
+    )
+    air_vpd_kpa: float | None = Field(None, ge=-50, le=50, description="VPD of the air, kPa.")
+    leaf_vpd_kpa: float | None = Field(
+        None, ge=-50, le=50, description="Leaf-to-air VPD, kPa (leaf temperature needed)."
+    )
+    stage: Literal["propagation", "veg", "flower"] | None = Field(
+        None, description="Growth stage the VPD target is for."
+    )
+    vpd_low_kpa: float | None = Field(None, ge=0, le=10, description="Target VPD, lower end.")
+    vpd_high_kpa: float | None = Field(None, ge=0, le=10, description="Target VPD, upper end.")
+    sensors: dict[
+        Annotated[str, StringConstraints(max_length=16)],
+        Annotated[str, StringConstraints(max_length=64)],
+    ] = Field(
+        default_factory=dict,
+        max_length=8,
+        description="Per sensor role: ok, not fitted, warming up, or failed: reason.",
     )
 
 
@@ -140,10 +182,11 @@ class ModelBlock(Message):
 class Observation(Message):
     """One capture's measurements and classification; (device_id, seq) is its key.
 
-    Version 2 adds the verdict fields of HealthBlock; version 1 messages still parse.
+    Version 2 adds the verdict fields of HealthBlock, version 3 the climate block;
+    older messages still parse.
     """
 
-    schema_version: Literal[1, 2] = 2
+    schema_version: Literal[1, 2, 3] = 3
     device_id: str
     seq: int = Field(ge=1)
     captured_at: AwareDatetime
@@ -155,6 +198,7 @@ class Observation(Message):
     image: ImageBlock
     health: HealthBlock | None = None
     model: ModelBlock = Field(default_factory=ModelBlock)
+    climate: ClimateBlock | None = Field(None, description="Null when no sensor is configured.")
 
 
 class Thumbnail(Message):
@@ -173,7 +217,7 @@ class Alert(Message):
     schema_version: Literal[1] = 1
     device_id: str
     alert_id: int = Field(ge=1, description="Device-local id shared by raise and clear.")
-    kind: Literal["health", "zone", "drift", "yellowing", "browning"]
+    kind: Literal["health", "zone", "drift", "yellowing", "browning", "vpd"]
     state: Literal["raised", "cleared"]
     at: AwareDatetime
     seq: int = Field(ge=1, description="The observation that raised or cleared it.")

@@ -135,3 +135,50 @@ def test_every_entity_names_its_origin_and_the_status_page() -> None:
 def test_no_configuration_url_when_the_page_is_off() -> None:
     for cfg in configs().values():
         assert "configuration_url" not in cfg["device"]
+
+
+CLIMATE = ("air_temperature", "humidity", "vpd", "co2", "leaf_temperature", "leaf_vpd")
+
+
+def test_no_climate_entities_without_sensors() -> None:
+    assert not any(key in configs() for key in (f"sensor/{k}" for k in CLIMATE))
+
+
+@pytest.mark.parametrize(
+    ("key", "device_class", "unit"),
+    [
+        ("air_temperature", "temperature", "°C"),
+        ("humidity", "humidity", "%"),
+        ("co2", "carbon_dioxide", "ppm"),
+        ("leaf_temperature", "temperature", "°C"),
+        ("vpd", "pressure", "kPa"),
+        ("leaf_vpd", "pressure", "kPa"),
+    ],
+)
+def test_climate_entities_have_home_assistant_classes_and_units(
+    key: str, device_class: str, unit: str
+) -> None:
+    config = configs(climate=CLIMATE)[f"sensor/{key}"]
+    assert config["device_class"] == device_class
+    assert config["unit_of_measurement"] == unit
+    assert config["state_class"] == "measurement"
+    assert config["state_topic"].endswith("/observation")
+
+
+def test_climate_value_is_read_from_the_observation() -> None:
+    config = configs(climate=CLIMATE)["sensor/leaf_vpd"]
+    assert render(config["value_template"], {"climate": {"leaf_vpd_kpa": 0.91}}) == "0.91"
+
+
+@pytest.mark.parametrize("value", [{"climate": None}, {}, {"climate": {"leaf_vpd_kpa": None}}])
+def test_climate_not_measured_is_unknown_not_zero(value: dict[str, Any]) -> None:
+    config = configs(climate=CLIMATE)["sensor/leaf_vpd"]
+    assert render(config["value_template"], value) == "None"
+
+
+def test_climate_entities_follow_the_fitted_sensors() -> None:
+    from edge.homeassistant import climate_entities
+
+    assert climate_entities(False, False, False) == ()
+    assert climate_entities(True, False, False) == ("air_temperature", "humidity", "vpd")
+    assert set(climate_entities(False, True, True)) == set(CLIMATE)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from datetime import date, timedelta
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
 
 from flask import Blueprint, abort, redirect, render_template, request, url_for
 from markupsafe import Markup
@@ -96,8 +97,11 @@ def history() -> str:
     points = queries.series(ctx.store, start, end, CHART_BUCKETS)
     times = [p.at for p in points]
 
-    def chart(title: str, lines: list[Line], y_max: float | None = None) -> Markup:
-        return line_chart(title, times, lines, start, end, ctx.local, y_max=y_max)
+    def chart(
+        title: str, lines: list[Line], y_max: float | None = None, at: list[datetime] | None = None
+    ) -> Markup:
+        at = times if at is None else at
+        return line_chart(title, at, lines, start, end, ctx.local, y_max=y_max)
 
     charts = [
         (
@@ -132,6 +136,7 @@ def history() -> str:
             [("confidence", "Confidence"), ("healthy", "Called healthy")],
         ),
     ]
+    charts += _climate_charts(queries.climate_series(ctx.store, start, end, CHART_BUCKETS), chart)
     observations = sum(p.count for p in points)
     return render_template(
         "history.html",
@@ -142,6 +147,44 @@ def history() -> str:
         start=ctx.local(start),
         end=ctx.local(end),
     )
+
+
+def _climate_charts(
+    points: list[queries.ClimatePoint], draw: Callable[..., Markup]
+) -> list[tuple[str, str, Markup, list[tuple[str, str]]]]:
+    """Temperature and VPD charts, when any capture in the range had climate sensors."""
+    if not any(p.air_temp_c is not None or p.leaf_temp_c is not None for p in points):
+        return []
+    times = [p.at for p in points]
+    legend = [("air", "Air"), ("leaf", "Leaf")]
+    return [
+        (
+            "Temperature",
+            "Air and leaf temperature, °C.",
+            draw(
+                "Temperature",
+                [
+                    Line("air", "Air", [p.air_temp_c for p in points]),
+                    Line("leaf", "Leaf", [p.leaf_temp_c for p in points]),
+                ],
+                at=times,
+            ),
+            legend,
+        ),
+        (
+            "VPD",
+            "Vapour pressure deficit of the air and from leaf to air, kPa.",
+            draw(
+                "VPD",
+                [
+                    Line("air", "Air", [p.air_vpd_kpa for p in points]),
+                    Line("leaf", "Leaf", [p.leaf_vpd_kpa for p in points]),
+                ],
+                at=times,
+            ),
+            legend,
+        ),
+    ]
 
 
 def _pct(share: float | None) -> float | None:

@@ -256,3 +256,45 @@ def photo_neighbours(store: Store, seq: int) -> tuple[int | None, int | None]:
             select(func.min(ObservationRow.seq)).where(has_photo, ObservationRow.seq > seq)
         ).scalar_one_or_none()
     return before, after
+
+
+@dataclass(frozen=True, slots=True)
+class ClimatePoint:
+    """Climate averages over one time bucket; None: nothing measured in it."""
+
+    at: datetime
+    air_temp_c: float | None
+    leaf_temp_c: float | None
+    air_vpd_kpa: float | None
+    leaf_vpd_kpa: float | None
+
+
+def climate_series(
+    store: Store, start: datetime, end: datetime, buckets: int
+) -> list[ClimatePoint]:
+    """Climate chart data from the observations' climate blocks, like `series`."""
+    t0 = int(utc(start).timestamp())
+    span = max(1, int((utc(end) - utc(start)).total_seconds()))
+    width = -(-span // max(1, buckets))
+    epoch = cast(func.strftime("%s", ObservationRow.captured_at), Integer)
+    bucket = ((epoch - t0) // width).label("bucket")
+    fields = ("air_temp_c", "leaf_temp_c", "air_vpd_kpa", "leaf_vpd_kpa")
+    averages = [
+        func.avg(func.json_extract(ObservationRow.payload, f"$.climate.{f}")) for f in fields
+    ]
+    q = (
+        select(bucket, *averages)
+        .where(ObservationRow.captured_at >= _naive_utc(start))
+        .where(ObservationRow.captured_at < _naive_utc(end))
+        .group_by(bucket)
+        .order_by(bucket)
+    )
+    with Session(store.engine) as s:
+        rows = s.execute(q).all()
+    return [
+        ClimatePoint(
+            datetime.fromtimestamp(t0 + int(b) * width + width // 2, timezone.utc),
+            *(None if v is None else float(v) for v in values),
+        )
+        for b, *values in rows
+    ]

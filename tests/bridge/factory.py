@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -141,3 +143,15 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str, poll: flo
             return
         time.sleep(poll)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def insert_at_old_revision(engine: Any, obs: Observation) -> None:
+    """Store an observation in a database migrated only part way: later columns left out."""
+    from sqlalchemy import MetaData, Table
+
+    from cloud_bridge.store import observation_row
+
+    row = observation_row(obs, datetime.now(timezone.utc), json.loads(obs.model_dump_json()))
+    table = Table("observations", MetaData(), autoload_with=engine)
+    with engine.begin() as conn:
+        conn.execute(table.insert(), {k: v for k, v in row.items() if k in table.c})

@@ -58,7 +58,7 @@ def _v2(seq: int) -> tuple[str, bytes]:
         }
     )
     return topic("cam-1", "observation"), obs.model_copy(
-        update={"health": health}
+        update={"health": health, "schema_version": 2}
     ).model_dump_json().encode()
 
 
