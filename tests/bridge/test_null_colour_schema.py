@@ -5,15 +5,15 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from alembic import command
-from sqlalchemy import Engine, create_engine, insert, select
+from sqlalchemy import Engine, create_engine, select
 from sqlalchemy.orm import Session
 
-from cloud_bridge.decode import Accepted, Limits, decode
+from cloud_bridge.decode import Limits, decode
 from cloud_bridge.schema import alembic_config, head_revision, migrate
-from cloud_bridge.store import Envelope, FleetStore, observation_row
+from cloud_bridge.store import Envelope, FleetStore
 from cloud_bridge.tables import ObservationRow
-from edge.protocol import Observation, topic
-from tests.bridge.factory import observation
+from edge.protocol import topic
+from tests.bridge.factory import insert_at_old_revision, observation
 
 LIMITS = Limits(262_144, 65_536)
 REASON = "narrow-band red/blue LED light: leaf colour cannot be told apart"
@@ -22,16 +22,6 @@ REASON = "narrow-band red/blue LED light: leaf colour cannot be told apart"
 def _write(engine: Engine, *messages: tuple[str, bytes]) -> None:
     now = datetime.now(timezone.utc)
     FleetStore(engine, 1024).write([Envelope(t, p, now, decode(t, p, LIMITS)) for t, p in messages])
-
-
-def _write_before_0004(engine: Engine, message: tuple[str, bytes]) -> None:
-    """Store a row the way a bridge of that schema did (the current one needs
-    observation_keys, which migration 0004 adds)."""
-    decoded = decode(*message, LIMITS)
-    assert isinstance(decoded, Accepted) and isinstance(decoded.message, Observation)
-    row = observation_row(decoded.message, datetime.now(timezone.utc), decoded.document)
-    with engine.begin() as conn:
-        conn.execute(insert(ObservationRow.__table__), [row])
 
 
 def _message(seq: int, measured: bool) -> tuple[str, bytes]:
@@ -76,7 +66,7 @@ def test_migrating_from_0002_keeps_rows_and_then_accepts_null_colour(empty_pg_ur
     engine = create_engine(empty_pg_url)
     with engine.begin() as conn:
         command.upgrade(alembic_config(conn), "0002")
-    _write_before_0004(engine, _message(1, measured=True))
+    insert_at_old_revision(engine, observation("cam-1", 1))
     with engine.connect() as conn:  # the ORM model has columns later revisions add
         before = conn.exec_driver_sql(
             "SELECT yellow_pct, brown_pct, payload FROM observations WHERE seq = 1"

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from alembic import command
-from sqlalchemy import Engine, create_engine, insert, select, text
+from sqlalchemy import Engine, MetaData, Table, create_engine, select, text
 
 from cloud_bridge.cli import main
 from cloud_bridge.decode import Limits, decode
@@ -76,8 +76,11 @@ def legacy(empty_pg_url: str) -> Iterator[Engine]:
     """A database at 0003 (one plain observations table) holding rows."""
     engine = create_engine(empty_pg_url)
     _at(engine, "0003")
+    # The ORM model has columns later revisions add: insert only the ones 0003 has.
+    table = Table("observations", MetaData(), autoload_with=engine)
+    rows = [{k: v for k, v in row.items() if k in table.c} for row in _legacy_rows()]
     with engine.begin() as conn:
-        conn.execute(insert(ObservationRow.__table__), _legacy_rows())
+        conn.execute(table.insert(), rows)
     yield engine
     engine.dispose()
 
