@@ -11,7 +11,7 @@ from flask import Blueprint, abort, redirect, render_template, request, url_for
 from markupsafe import Markup
 from werkzeug.wrappers import Response
 
-from edge.web import queries
+from edge.web import queries, video
 from edge.web.charts import Line, line_chart
 from edge.web.context import web
 from edge.web.summary import read_summary
@@ -171,6 +171,9 @@ def photo(seq: int) -> str:
         before=before,
         after=after,
     )
+
+
+bp.add_url_rule("/timelapse/video", "timelapse_video", video.download)
 
 
 @bp.get("/timelapse")
