@@ -106,6 +106,7 @@ bench: venv
 	$(BIN)/python bench/publish.py
 	$(BIN)/python bench/web.py
 	$(BIN)/python bench/bridge_ingest.py
+	$(BIN)/python bench/timelapse.py
 
 dist: venv
 	$(BIN)/pip install --quiet build
