@@ -122,6 +122,8 @@ def make_timelapse(
     suffix = out.suffix.lower()
     if suffix not in CODECS:
         raise TimelapseError(f"output {out.name!r} must end in .mp4 or .webm")
+    if not out.parent.is_dir():
+        raise TimelapseError(f"folder {out.parent} does not exist")
     result = TimelapseResult(path=out)
     tmp = out.with_name(f".tmp-{out.stem}{suffix}")
     writer: _Writer | None = None
@@ -160,7 +162,11 @@ def make_timelapse(
             f"{result.skipped_missing} missing"
         )
     writer.release()
-    os.replace(tmp, out)
+    try:
+        os.replace(tmp, out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise TimelapseError(f"could not save {out}: {exc.strerror or exc}") from exc
     log.info("time-lapse written", extra={"summary": result.summary()})
     return result
 
@@ -273,7 +279,10 @@ class _Writer:
         else:
             frame = np.ascontiguousarray(frame)
         self._stamp(frame, at.strftime("%Y-%m-%d %H:%M"))
-        self.vw.write(frame)
+        try:
+            self.vw.write(frame)
+        except cv2.error as exc:
+            raise TimelapseError(f"video encoder failed: {str(exc).strip()[-200:]}") from None
 
     def _stamp(self, frame: np.ndarray, text: str) -> None:
         org = (int(12 * self.scale), self.h - int(14 * self.scale))

@@ -296,3 +296,23 @@ def test_rows_read_in_small_pages_are_each_used_once_even_at_equal_times(
     result = make_timelapse(store, T0, T0 + timedelta(hours=2), tmp_path / "v.mp4")
     assert result.frames == 5
     assert close_to(decoded_marks(tmp_path / "v.mp4"), [40, 80, 120, 160, 200])
+
+
+def test_a_photo_of_another_size_is_fitted_into_the_first_frame_size(
+    tmp_path: Path, camera: SyntheticCamera, clock: FakeClock
+) -> None:
+    store = Store(tmp_path / "data", min_free_bytes=0)
+    add(store, camera, T0, 80)
+    small = SyntheticCamera(SyntheticCameraSettings(width=96, height=72, seed=3), clock)
+    add(store, small, T0 + timedelta(hours=1), 160)
+    add(store, camera, T0 + timedelta(hours=2), 240)
+    out = tmp_path / "v.mp4"
+    result = make_timelapse(store, T0, T0 + timedelta(hours=2), out)
+    assert (result.frames, result.width, result.height) == (3, W, H)
+    assert len(decoded_marks(out)) == 3  # every frame decodes at W x H
+
+
+def test_an_output_folder_that_does_not_exist_is_named(tmp_path: Path) -> None:
+    store = Store(tmp_path / "data", min_free_bytes=0)
+    with pytest.raises(TimelapseError, match=r"folder .*nowhere does not exist"):
+        make_timelapse(store, T0, T0 + timedelta(days=1), tmp_path / "nowhere" / "v.mp4")
