@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from edge.errors import CultivaiError, ImageDecodeError
 from edge.store import Store
 from edge.tables import ObservationRow
-from edge.vision.decode import decode_for_analysis
+from edge.vision.decode import fit_within, header_size, is_jpeg, reduction_for
 
 log = logging.getLogger(__name__)
 Per = Literal["capture", "day"]
@@ -33,6 +33,11 @@ Per = Literal["capture", "day"]
 CODECS: dict[str, tuple[str, ...]] = {".mp4": ("avc1", "mp4v"), ".webm": ("VP80",)}
 MAX_PHOTO_BYTES = 64 * 2**20
 ROW_BATCH = 256
+_REDUCED = {
+    2: cv2.IMREAD_REDUCED_COLOR_2,
+    4: cv2.IMREAD_REDUCED_COLOR_4,
+    8: cv2.IMREAD_REDUCED_COLOR_8,
+}
 
 
 class TimelapseError(CultivaiError, ValueError):
@@ -232,7 +237,7 @@ def _usable_frame(
     try:
         if path.stat().st_size > MAX_PHOTO_BYTES:
             raise ImageDecodeError(f"photo is larger than {MAX_PHOTO_BYTES // 2**20} MB")
-        rgb, _ = decode_for_analysis(path.read_bytes(), max_side)
+        bgr = _decode_bgr(path.read_bytes(), max_side)
     except FileNotFoundError:
         result.skipped_missing += 1
         return None
@@ -243,10 +248,29 @@ def _usable_frame(
         return None
     # The stored verdict is the first test; the frame itself is measured too, for
     # rows written without one and photos that differ from what was analysed.
-    if float(cv2.mean(rgb)[1]) < dark_luma:
+    # Green, sampled on a coarse grid: close to luma on a canopy, and cheap.
+    if float(bgr[::8, ::8, 1].mean()) < dark_luma:
         result.skipped_dark += 1
         return None
-    return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    return bgr
+
+
+def _decode_bgr(data: bytes, max_side: int) -> np.ndarray:
+    """Decode to BGR (what VideoWriter takes) with the same size checks as the analysis."""
+    full = header_size(data)  # refuses absurd sizes before anything is allocated
+    flags = cv2.IMREAD_COLOR
+    if is_jpeg(data):
+        # libjpeg pads a truncated file with grey; a grey frame would flash in the video.
+        if data.rstrip(b"\x00")[-2:] != b"\xff\xd9":
+            raise ImageDecodeError("JPEG is truncated (no end-of-image marker)")
+        flags = _REDUCED.get(reduction_for(full, max_side), cv2.IMREAD_COLOR)
+    try:
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    except cv2.error as exc:
+        raise ImageDecodeError(f"photo could not be decoded: {str(exc).strip()[-200:]}") from None
+    if bgr is None or bgr.size == 0:
+        raise ImageDecodeError("photo data is corrupt and could not be decoded")
+    return fit_within(bgr, max_side)
 
 
 class _Writer:
