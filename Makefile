@@ -161,6 +161,7 @@ bench: venv
 	$(BIN)/python bench/web.py
 	$(BIN)/python bench/bridge_ingest.py
 	nice -n 10 $(BIN)/python bench/fleet_db_scale.py --plans
+	$(BIN)/python bench/timelapse.py
 
 dist: venv
 	$(BIN)/pip install --quiet build

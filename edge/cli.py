@@ -80,6 +80,12 @@ def _parser() -> argparse.ArgumentParser:
     from edge.firmware_cli import add_parser as add_firmware
 
     add_firmware(sub)
+    tl = with_config("timelapse", "make a time-lapse video (.mp4 or .webm) of the stored photos")
+    tl.add_argument("--from", dest="start", required=True, metavar="DATE", help="YYYY-MM-DD")
+    tl.add_argument("--to", dest="end", required=True, metavar="DATE", help="YYYY-MM-DD")
+    tl.add_argument("--per", choices=("capture", "day"), default="capture", help="frames")
+    tl.add_argument("--fps", type=float, default=24.0, help="frames per second (default 24)")
+    tl.add_argument("out", type=Path, metavar="OUT")
     return p
 
 
@@ -284,6 +290,34 @@ def cmd_calibrate_thermal(args: argparse.Namespace) -> int:
     return EXIT_OK if fit.correlation >= MIN_CORRELATION else EXIT_FAILED
 
 
+def cmd_timelapse(args: argparse.Namespace) -> int:
+    """Encode the stored lights-on photos between two dates into a video."""
+    from edge.schedule import Schedule
+    from edge.store import Store
+    from edge.timelapse import day_range, make_timelapse
+
+    config = load_config(args.config)
+    setup_logging("WARNING", config.logging.format)
+    zone = Schedule(config.schedule).zone
+    start, end = day_range(args.start, args.end, zone)
+    store = Store(config.storage.dir)
+    try:
+        result = make_timelapse(
+            store,
+            start,
+            end,
+            args.out,
+            per=args.per,
+            fps=args.fps,
+            dark_luma=config.schedule.dark_frame_luma,
+            tz=zone,
+        )
+    finally:
+        store.close()
+    print(result.summary())
+    return EXIT_OK
+
+
 COMMANDS = {
     "run": cmd_run,
     "capture": cmd_capture,
@@ -293,6 +327,7 @@ COMMANDS = {
     "selftest": cmd_selftest,
     "firmware": cmd_firmware,
     "calibrate-thermal": cmd_calibrate_thermal,
+    "timelapse": cmd_timelapse,
 }
 
 

@@ -13,7 +13,7 @@ from markupsafe import Markup
 from werkzeug.wrappers import Response
 
 from edge.errors import CultivaiError
-from edge.web import queries
+from edge.web import queries, video
 from edge.web.charts import Line, line_chart
 from edge.web.context import web
 from edge.web.summary import read_summary
@@ -232,6 +232,9 @@ def photo(seq: int) -> str:
         before=before,
         after=after,
     )
+
+
+bp.add_url_rule("/timelapse/video", "timelapse_video", video.download)
 
 
 @bp.get("/timelapse")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 
+import cv2
 from flask.testing import FlaskClient
 from markupsafe import escape
 
@@ -307,3 +309,28 @@ def test_colour_not_measured_is_said_with_its_reason_not_shown_as_a_number(
             assert "%" not in shown.group(1)
         assert f"{obs.canopy.cover_pct:.1f} %" in metrics  # what was measured still shows
     assert client.get("/history?range=day").status_code == 200
+
+
+def test_timelapse_video_downloads_as_mp4_that_opencv_reads(
+    user: FlaskClient, device: AgentDevice, tmp_path: Path
+) -> None:
+    page = user.get("/timelapse").text
+    assert 'href="/timelapse/video"' in page
+    response = user.get("/timelapse/video?all=1")
+    assert response.status_code == 200 and response.mimetype == "video/mp4"
+    assert "attachment" in response.headers["Content-Disposition"]
+    out = tmp_path / "grow.mp4"
+    out.write_bytes(response.data)
+    cap = cv2.VideoCapture(str(out))
+    frames = 0
+    while cap.read()[0]:
+        frames += 1
+    cap.release()
+    assert 0 < frames <= device.agent.store.stats().images
+    again = user.get("/timelapse/video?all=1")
+    assert again.data == response.data  # reused until a new photo arrives
+
+
+def test_timelapse_video_needs_a_login(client: FlaskClient) -> None:
+    response = client.get("/timelapse/video")
+    assert response.status_code == 302 and "/login" in response.headers["Location"]
