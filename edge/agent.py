@@ -21,7 +21,7 @@ from edge.clock import Clock, SystemClock
 from edge.commands import CommandRunner
 from edge.config import EdgeConfig
 from edge.device_info import cpu_temperature_c, disk_free_bytes
-from edge.errors import CameraError, CultivaiError, ImageDecodeError, StorageError
+from edge.errors import CameraError, CultivaiError, ExposureError, ImageDecodeError, StorageError
 from edge.gpio import Gpio
 from edge.homeassistant import climate_entities
 from edge.metrics import AgentMetrics
@@ -558,14 +558,25 @@ class Agent:
         return {"baseline_captures": self.baseline.size}
 
     def capture_empty_scene(self) -> datetime:
-        """Photograph the scene (plants out of view) as the background; raises CameraError."""
+        """Photograph the scene (plants out of view) as the background.
+
+        Raises CameraError (counted as a failed capture, as in `capture_once`) or
+        ExposureError (a frame too dark or too bright to serve as the background).
+        """
         with self._capture_lock:
             if self.camera is None and not self._open_camera():
                 raise CameraError(f"camera not available: {self.stats.last_error}")
             assert self.camera is not None
-            with self.gpio.lit_for_capture():
-                frame = self.camera.capture()
-            taken = self.observer.capture_empty(frame)
+            try:
+                with self.gpio.lit_for_capture():
+                    frame = self.camera.capture()
+                taken = self.observer.capture_empty(frame, self.schedule.is_dark)
+            except (CameraError, ImageDecodeError) as exc:
+                self._failed("camera", str(exc))
+                raise CameraError(f"empty scene not taken: {exc}") from exc
+            except ExposureError as exc:
+                log.warning("empty scene refused", extra={"error": str(exc)})
+                raise
         log.info("empty scene captured; it is the background from now on")
         return taken
 

@@ -15,9 +15,11 @@ self-test reports that instead.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import ssl
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -30,6 +32,8 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 from edge.config import MqttConfig
 
 LINK_STATE_FILE = "broker-link.json"
+LOCK_SUFFIX = ".lock"  # held by the link that owns the state file
+BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id"
 MAX_STATE_BYTES = 4096
 UNSUPPORTED_PROTOCOL = (1, 132)  # CONNACK codes: 3.1.1 "refused protocol", 5 "unsupported"
 _VERSIONS = {"5": MQTTProtocolVersion.MQTTv5, "3.1.1": MQTTProtocolVersion.MQTTv311}
@@ -151,38 +155,123 @@ def try_connect(config: MqttConfig, client_id: str, timeout_s: float = 10.0) -> 
     return ConnectResult(True, f"{where}: CONNECT accepted ({how})")
 
 
-def record_link(path: Path, connected: bool, detail: str) -> None:
-    """The running agent's broker link, for `selftest`; a failure to write is not fatal."""
-    from edge.store import write_atomic
-
-    state = {
-        "pid": os.getpid(),
-        "connected": connected,
-        "detail": detail[:500],
-        "at": datetime.now(timezone.utc).isoformat(),
-    }
-    # Not written: the self-test then makes its own CONNECT, as with no agent running.
-    with contextlib.suppress(OSError):
-        write_atomic(path, json.dumps(state).encode())
+def _boot_id() -> str | None:
+    """This boot's id: a file from before a power cut or reboot has another one."""
+    try:
+        return Path(BOOT_ID_FILE).read_text(encoding="ascii").strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
-def forget_link(path: Path) -> None:
-    """The agent stops: no running agent speaks for the broker any more."""
-    with contextlib.suppress(OSError):
-        path.unlink(missing_ok=True)
+def _started(pid: int) -> int | None:
+    """When `pid` started (clock ticks since boot, /proc/<pid>/stat field 22), or None.
+
+    A pid is reused by the next process that gets it; its start time is not.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+        # The command name (field 2) may hold spaces and parentheses: split after the last ")".
+        return int(stat[stat.rindex(")") + 2 :].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class LinkState:
+    """The state file of one MQTT link: written only by the link that owns it.
+
+    The first link on a data folder takes an exclusive lock (flock on a file beside
+    the state, released by the kernel when the process ends however it ends) and
+    keeps it until it stops. A second link on the same folder (a `capture` run
+    beside the agent) gets no lock: it neither writes the agent's state over nor
+    deletes it when it closes. A failure to write is not fatal: the self-test then
+    makes its own CONNECT, as with no agent running.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+
+    def _own(self) -> bool:
+        if self._fd is not None:
+            return True
+        try:
+            fd = os.open(self.path.with_name(self.path.name + LOCK_SUFFIX), os.O_RDWR | os.O_CREAT)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)  # held by the running agent: its state is not ours to touch
+            return False
+        self._fd = fd
+        return True
+
+    @property
+    def owned(self) -> bool:
+        """True while this link holds the state file."""
+        return self._fd is not None
+
+    def record(self, connected: bool, detail: str) -> None:
+        """Say whether the link is connected, and why not."""
+        from edge.store import write_atomic
+
+        pid = os.getpid()
+        state = {
+            "pid": pid,
+            "boot_id": _boot_id(),
+            "started": _started(pid),
+            "connected": connected,
+            "detail": detail[:500],
+            "at": datetime.now(timezone.utc).isoformat(),
+        }
+        with self._lock:
+            if not self._own():
+                return
+            with contextlib.suppress(OSError):
+                write_atomic(self.path, json.dumps(state).encode())
+
+    def forget(self) -> None:
+        """The link stops: remove its state (only its own) and let the lock go."""
+        with self._lock:
+            if self._fd is None:
+                return
+            try:
+                if _recorded_pid(self.path) == os.getpid():
+                    self.path.unlink(missing_ok=True)
+            except OSError:
+                pass
+            finally:
+                os.close(self._fd)
+                self._fd = None
+
+
+def _recorded_pid(path: Path) -> int | None:
+    try:
+        return int(json.loads(path.read_bytes()[:MAX_STATE_BYTES])["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def running_agent_link(path: Path) -> ConnectResult | None:
-    """The link of the agent running on this data folder, or None when none runs."""
+    """The link of the agent running on this data folder, or None when none runs.
+
+    A file left by an agent that did not stop (killed, power cut) is recognised: its
+    boot id is another boot's, or its pid now belongs to a process started at another
+    time.
+    """
     try:
         raw = path.read_bytes()[:MAX_STATE_BYTES]
         state = json.loads(raw)
         pid, connected = int(state["pid"]), bool(state["connected"])
         detail, at = str(state["detail"]), str(state["at"])
-    except (OSError, ValueError, KeyError, TypeError):
+        boot_id, started = state.get("boot_id"), state.get("started")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     if pid == os.getpid() or not _alive(pid):
         return None  # left behind by an agent that did not stop cleanly
+    if boot_id != _boot_id() or started != _started(pid):
+        return None  # from before a reboot, or the pid is another process's now
     said = "connected" if connected else "not connected"
     return ConnectResult(connected, f"the running agent (pid {pid}) is {said} since {at}: {detail}")
 

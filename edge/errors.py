@@ -24,6 +24,10 @@ class ImageDecodeError(CultivaiError, ValueError):
     """An image file could not be read or decoded."""
 
 
+class ExposureError(CultivaiError, ValueError):
+    """A photo too dark or too bright for what it was taken for."""
+
+
 class StorageError(CultivaiError, OSError):
     """The local store could not write or read what it was asked to."""
 

@@ -34,7 +34,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from edge.broker_check import forget_link, record_link
+from edge.broker_check import LinkState
 from edge.config import DeviceConfig, MqttConfig
 from edge.homeassistant import discovery_messages
 from edge.metrics import AgentMetrics
@@ -100,7 +100,7 @@ class MqttLink:
     ) -> None:
         self.config = config
         # Where this link says whether it is connected, for `selftest` (None: nowhere).
-        self._link_state = link_state
+        self._link_state = LinkState(link_state) if link_state is not None else None
         self.device = device
         self.outbox = outbox
         self._status = status
@@ -515,8 +515,8 @@ class MqttLink:
         self._ready = False
         self.metrics.broker_connected.set(0)
         if self._link_state is not None:
-            forget_link(self._link_state)
+            self._link_state.forget()
 
     def _record(self, connected: bool, detail: str) -> None:
         if self._link_state is not None:
-            record_link(self._link_state, connected, detail)
+            self._link_state.record(connected, detail)

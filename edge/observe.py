@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -15,7 +16,7 @@ import numpy as np
 from edge.baseline import GrowBaseline, Sample
 from edge.camera.base import Frame
 from edge.config import EdgeConfig, ModelConfig
-from edge.errors import CultivaiError, ImageDecodeError
+from edge.errors import CultivaiError, ExposureError, ImageDecodeError
 from edge.protocol import (
     CanopyBlock,
     ClimateBlock,
@@ -27,7 +28,7 @@ from edge.protocol import (
 )
 from edge.verdict import NO_PLANT, TOO_BRIGHT, TOO_DARK, judge
 from edge.vision import Analysis, BackgroundModel, analyze, decode_for_analysis, render_overlay
-from edge.vision.canopy import balanced_frame
+from edge.vision.canopy import ExposureCheck, balanced_frame, exposure_check
 from edge.vision.decode import decode_full, fit_within, image_size, is_jpeg
 from edge.zones import ZoneCache
 
@@ -150,13 +151,22 @@ class Observer:
         done = time.perf_counter()
         return Measured(frame, rgb, analysis, health, analysed - started, done - analysed, sample)
 
-    def capture_empty(self, frame: Frame) -> datetime:
+    def capture_empty(
+        self, frame: Frame, lights_off: Callable[[float], bool] = lambda _luma: False
+    ) -> datetime:
         """Take a frame with no plants in view as the background; returns when it was taken.
 
         It is decoded and white-balanced exactly as `measure` prepares a frame, so the
-        background is compared with captures like for like. Raises ImageDecodeError.
+        background is compared with captures like for like. A frame whose exposure a
+        capture would call under or over (or `lights_off`, the schedule's lights-off
+        test, finds dark) is refused: a black or washed-out frame would make every
+        pixel "known background" until the next baseline reset. Raises
+        ImageDecodeError, ExposureError.
         """
         rgb, _ = self._analysis_image(frame)
+        problem = _empty_scene_exposure_problem(exposure_check(rgb), lights_off)
+        if problem is not None:
+            raise ExposureError(f"empty scene not taken: {problem}")
         balanced, _light = balanced_frame(rgb, self.config.vision.white_reference)
         self.background.capture_empty(balanced, frame.captured_at)
         return frame.captured_at
@@ -250,3 +260,20 @@ def frame_from_file(path: Path, captured_at: datetime) -> Frame:
         pixels=decode_full(data),
         source=path.name,
     )
+
+
+def _empty_scene_exposure_problem(
+    e: ExposureCheck, lights_off: Callable[[float], bool]
+) -> str | None:
+    """Why a frame's exposure cannot serve as the empty scene, in words; None when it can."""
+    if lights_off(e.mean_luma) or e.verdict == "under":
+        return (
+            f"the photo is too dark (mean brightness {e.mean_luma:.0f} of 255, "
+            f"{e.under_pct:.0f}% of pixels near black): turn the grow lights on"
+        )
+    if e.verdict == "over":
+        return (
+            f"the photo is too bright ({e.over_pct:.0f}% of pixels washed out): "
+            "lower the camera exposure or dim the lights"
+        )
+    return None

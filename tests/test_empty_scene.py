@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import numpy as np
 import pytest
 import yaml
 
@@ -22,7 +23,7 @@ from edge.agent import Agent
 from edge.camera.growroom import Scene, SceneSpec, render_scene
 from edge.cli import main
 from edge.clock import FakeClock
-from edge.errors import CameraError
+from edge.errors import CameraError, ExposureError
 from edge.observe import BACKGROUND_FILE
 from edge.vision.background import BackgroundModel
 from tests.conftest import make_config
@@ -124,6 +125,56 @@ def test_a_failed_camera_leaves_the_empty_scene_untaken(
     with pytest.raises(CameraError, match="no-such-folder"):
         agent.capture_empty_scene()
     assert agent.status()["empty_scene_at"] is None
+
+
+@pytest.mark.parametrize(
+    ("name", "darken", "why"),
+    [
+        ("lights-off", lambda rgb: np.zeros_like(rgb), "too dark"),
+        ("dim", lambda rgb: (rgb * 0.12).astype(np.uint8), "too dark"),
+        (
+            "washed-out",
+            lambda rgb: np.clip(rgb.astype(np.int32) * 3, 0, 255).astype(np.uint8),
+            "too bright",
+        ),
+    ],
+)
+def test_an_empty_scene_too_dark_or_too_bright_is_refused(
+    tmp_path: Path,
+    start_agent: Callable[[Any], Agent],
+    name: str,
+    darken: Callable[[np.ndarray], np.ndarray],
+    why: str,
+) -> None:
+    # A black frame taken as the background would make every pixel "known" for good.
+    folder = tmp_path / name
+    folder.mkdir()
+    empty = render_scene(dataclasses.replace(TRAP, empty=True))
+    _write_jpeg(folder / "0-empty.jpg", dataclasses.replace(empty, rgb=darken(empty.rgb)))
+    cfg = _config(tmp_path, folder)
+    agent = start_agent(cfg)
+    with pytest.raises(ExposureError, match=why):
+        agent.capture_empty_scene()
+    assert agent.status()["empty_scene_at"] is None
+    assert not (cfg.storage.dir / BACKGROUND_FILE).exists()
+    assert agent.stats.captures_failed == 0  # the camera worked: nothing to alarm about
+
+
+def test_a_camera_failing_on_the_empty_scene_counts_as_a_failed_capture(
+    tmp_path: Path, trap_scene: tuple[Path, Scene], start_agent: Callable[[Any], Agent]
+) -> None:
+    folder = tmp_path / "one-photo"
+    folder.mkdir()
+    photo = folder / "0-empty.jpg"
+    photo.write_bytes((trap_scene[0] / "0-empty.jpg").read_bytes())
+    agent = start_agent(_config(tmp_path, folder))
+    photo.unlink()  # the camera opened, then fails to deliver the frame
+    with pytest.raises(CameraError, match="cannot read"):
+        agent.capture_empty_scene()
+    status = agent.status()
+    assert status["empty_scene_at"] is None
+    assert status["captures_failed"] == 1 and agent.stats.failures_by_reason == {"camera": 1}
+    assert "cannot read" in (agent.stats.last_error or "")
 
 
 def test_a_damaged_background_file_is_learnt_again_not_fatal(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -19,7 +20,8 @@ from typing import Any
 import pytest
 
 from edge.agent import Agent
-from edge.broker_check import LINK_STATE_FILE, running_agent_link, try_connect
+from edge.broker_check import LINK_STATE_FILE, LinkState, running_agent_link, try_connect
+from edge.cli import main
 from edge.clock import FakeClock
 from edge.selftest import run_selftest
 from tests.conftest import make_config
@@ -131,6 +133,110 @@ class _Nothing:
     accepted = False
 
 
+def _identity(pid: int) -> dict[str, Any]:
+    """What an agent with this pid records about itself: pid, boot id, start time."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return {
+        "pid": pid,
+        "boot_id": Path("/proc/sys/kernel/random/boot_id").read_text().strip(),
+        "started": int(stat[stat.rindex(")") + 2 :].split()[19]),
+    }
+
+
+def _sleeper() -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+
+
+def test_a_killed_agents_file_is_not_taken_for_a_process_that_reuses_its_pid(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / LINK_STATE_FILE
+    sleeper = _sleeper()
+    try:
+        real = {**_identity(sleeper.pid), "connected": True, "detail": "ok", "at": "t"}
+        path.write_text(json.dumps(real))
+        assert (running_agent_link(path) or _Nothing).accepted  # that process itself
+        # The agent was SIGKILLed and another process got its pid: started at another time.
+        path.write_text(json.dumps({**real, "started": real["started"] - 1}))
+        assert running_agent_link(path) is None
+        # The file is from before a power cut: the pid may be anyone's in this boot.
+        path.write_text(json.dumps({**real, "boot_id": "00000000-0000-0000-0000-000000000000"}))
+        assert running_agent_link(path) is None
+        # Written by an older agent, with no way to tell: not trusted.
+        path.write_text(json.dumps({k: real[k] for k in ("pid", "connected", "detail", "at")}))
+        assert running_agent_link(path) is None
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_a_sigkilled_agent_leaves_no_running_link(tmp_path: Path, broker: Any) -> None:
+    import yaml
+
+    config = make_config(
+        tmp_path / "data",
+        mqtt={"enabled": True, "host": broker.host, "port": broker.port, "reconnect_min_s": 0.1},
+    )
+    config_path = tmp_path / "edge.yaml"
+    config_path.write_text(yaml.safe_dump(json.loads(config.model_dump_json())))
+    agent = _run_agent_elsewhere(config_path)
+    state = _agent_link_file(config)
+    try:
+        assert _wait(lambda: (running_agent_link(state) or _Nothing).accepted, timeout=60)
+    finally:
+        agent.send_signal(signal.SIGKILL)
+        agent.wait(30)
+    assert state.exists()  # nothing cleaned up after a SIGKILL
+    assert running_agent_link(state) is None
+    # The next agent on the folder owns the state: the dead one's lock went with it.
+    link = LinkState(state)
+    link.record(False, "broker unreachable")
+    assert link.owned and json.loads(state.read_text())["pid"] == os.getpid()
+    link.forget()
+    assert not state.exists()
+
+
+def test_a_capture_beside_the_running_agent_leaves_its_link_state(
+    tmp_path: Path, broker: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `capture` opens a second link with the device's client id; when it closes, the
+    # running agent's state must still be there, or selftest would CONNECT and take
+    # the agent's connection over.
+    import yaml
+
+    mqtt = {"enabled": True, "host": broker.host, "port": broker.port, "reconnect_min_s": 0.1}
+    config = make_config(tmp_path / "data", mqtt=mqtt)
+    config_path = tmp_path / "edge.yaml"
+    config_path.write_text(yaml.safe_dump(json.loads(config.model_dump_json())))
+    agent = _run_agent_elsewhere(config_path)
+    state = _agent_link_file(config)
+    try:
+        assert _wait(lambda: (running_agent_link(state) or _Nothing).accepted, timeout=60)
+        assert main(["capture", "--config", str(config_path)]) == 0
+        capsys.readouterr()
+        assert state.exists(), "the capture deleted the running agent's link state"
+        assert json.loads(state.read_text())["pid"] == agent.pid
+        running = running_agent_link(state)
+        assert running is not None and f"pid {agent.pid}" in running.detail
+    finally:
+        agent.terminate()
+        agent.wait(30)
+    assert not state.exists()
+
+
+def test_a_second_link_never_writes_nor_deletes_the_owners_state(tmp_path: Path) -> None:
+    path = tmp_path / LINK_STATE_FILE
+    owner, second = LinkState(path), LinkState(path)
+    owner.record(True, "connected to the broker")
+    second.record(False, "disconnected from the broker: session taken over")
+    assert owner.owned and not second.owned
+    assert json.loads(path.read_text())["connected"] is True
+    second.forget()
+    assert path.exists()
+    owner.forget()
+    assert not path.exists()
+
+
 def test_selftest_reports_the_running_agents_failure(tmp_path: Path) -> None:
     config = make_config(tmp_path / "data", mqtt={"enabled": True})
     state = _agent_link_file(config)
@@ -140,7 +246,7 @@ def test_selftest_reports_the_running_agents_failure(tmp_path: Path) -> None:
         state.write_text(
             json.dumps(
                 {
-                    "pid": sleeper.pid,
+                    **_identity(sleeper.pid),
                     "connected": False,
                     "detail": "broker refused the connection: Not authorized",
                     "at": "2026-03-02T06:00:00+00:00",
