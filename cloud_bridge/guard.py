@@ -91,6 +91,10 @@ _TAKE = text(
     RETURNING tokens, allowed
     """
 )
+# SET LOCAL for both timeouts in one statement.
+_BOUND = text(
+    "SELECT set_config('statement_timeout', :ms, true), set_config('lock_timeout', :ms, true)"
+)
 # A bucket idle for longer than it takes to refill is full: forget it.
 _FORGET = text("DELETE FROM api_rate_limits WHERE updated_at < now() - make_interval(secs => :s)")
 
@@ -160,9 +164,8 @@ class SharedRateLimiter:
         return 0.0 if allowed else (1 - tokens) / self.rate
 
     def _bounded(self, conn: Connection) -> None:
-        ms = int(self.TIMEOUT_MS)
-        conn.execute(text(f"SET LOCAL statement_timeout = {ms}"))
-        conn.execute(text(f"SET LOCAL lock_timeout = {ms}"))
+        """This transaction's statements wait at most TIMEOUT_MS (one round trip)."""
+        conn.execute(_BOUND, {"ms": f"{int(self.TIMEOUT_MS)}ms"})
 
     def _take(self, key: str) -> Any:
         with self.engine.begin() as conn:
