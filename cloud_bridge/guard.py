@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from typing import Any, Protocol
 
 from flask import Flask, Response, jsonify, request
 from sqlalchemy import Connection, Engine, text
@@ -17,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 log = logging.getLogger("cloud_bridge.guard")
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+LOCAL_LIMIT_PATHS = frozenset({"/metrics"})
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -90,6 +91,10 @@ _TAKE = text(
     RETURNING tokens, allowed
     """
 )
+# SET LOCAL for both timeouts in one statement.
+_BOUND = text(
+    "SELECT set_config('statement_timeout', :ms, true), set_config('lock_timeout', :ms, true)"
+)
 # A bucket idle for longer than it takes to refill is full: forget it.
 _FORGET = text("DELETE FROM api_rate_limits WHERE updated_at < now() - make_interval(secs => :s)")
 
@@ -98,51 +103,93 @@ class SharedRateLimiter:
     """The same token bucket kept in PostgreSQL (table api_rate_limits), so every bridge
     replica draws on one budget per client.
 
-    If the database cannot be reached, this process's own bucket (`fallback`) decides,
-    so an outage neither opens the API without limit nor closes it.
+    If the database cannot be reached, is slow or holds the client's row locked, this
+    process's own bucket (`fallback`) decides, so an outage neither opens the API without
+    limit nor closes it. Each statement may wait at most `TIMEOUT_MS` for a lock or an
+    answer; after a failure the fallback alone decides for `BACKOFF_S` seconds, and then
+    one request at a time tries the database again, so a sick database costs one slow
+    request per back-off, not every request.
     """
 
     FORGET_EVERY_S = 60.0
+    BACKOFF_S = 30.0
+    TIMEOUT_MS = 250
 
     def __init__(
-        self, engine: Engine, per_minute: int, fallback: RateLimiter | None = None
+        self,
+        engine: Engine,
+        per_minute: int,
+        fallback: RateLimiter | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.engine = engine
         self.capacity = float(per_minute)
         self.rate = per_minute / 60.0
         self.fallback = fallback or RateLimiter(per_minute)
+        self.clock = clock
         self._next_forget = 0.0
+        self._fallback_until = 0.0
+        self._probing = threading.Lock()
         self._warned = False
 
     def allow(self, client: str) -> float:
         """0 if the request may go ahead, else seconds until it may."""
         key = client[:MAX_CLIENT_KEY]
+        if self.clock() < self._fallback_until:
+            return self.fallback.allow(key)
+        # While the database is known to be failing, one request probes it; the
+        # others do not queue behind that probe.
+        probe = self._warned
+        if probe and not self._probing.acquire(blocking=False):
+            return self.fallback.allow(key)
         try:
-            with self.engine.begin() as conn:
-                row = conn.execute(
-                    _TAKE, {"client": key, "capacity": self.capacity, "rate": self.rate}
-                ).one()
-                self._forget_idle(conn)
+            row = self._take(key)
         except SQLAlchemyError as exc:
+            self._fallback_until = self.clock() + self.BACKOFF_S
             if not self._warned:
                 log.warning(
                     "shared rate limit unavailable; limiting in this process",
-                    extra={"error": str(exc).splitlines()[0][:200]},
+                    extra={"error": str(exc).splitlines()[0][:200], "retry_s": self.BACKOFF_S},
                 )
                 self._warned = True
             return self.fallback.allow(key)
+        finally:
+            if probe:
+                self._probing.release()
         if self._warned:
             log.info("shared rate limit reachable again")
             self._warned = False
+        self._forget_idle()
         tokens, allowed = float(row[0]), bool(row[1])
         return 0.0 if allowed else (1 - tokens) / self.rate
 
-    def _forget_idle(self, conn: Connection) -> None:
-        now = time.monotonic()
+    def _bounded(self, conn: Connection) -> None:
+        """This transaction's statements wait at most TIMEOUT_MS (one round trip)."""
+        conn.execute(_BOUND, {"ms": f"{int(self.TIMEOUT_MS)}ms"})
+
+    def _take(self, key: str) -> Any:
+        with self.engine.begin() as conn:
+            self._bounded(conn)
+            return conn.execute(
+                _TAKE, {"client": key, "capacity": self.capacity, "rate": self.rate}
+            ).one()
+
+    def _forget_idle(self) -> None:
+        """Delete idle buckets in a transaction of its own, so the clean-up never holds
+        a row lock that another replica's token update waits for (or the reverse)."""
+        now = self.clock()
         if now < self._next_forget:
             return
         self._next_forget = now + self.FORGET_EVERY_S
-        conn.execute(_FORGET, {"s": self.capacity / self.rate})
+        try:
+            with self.engine.begin() as conn:
+                self._bounded(conn)
+                conn.execute(_FORGET, {"s": self.capacity / self.rate})
+        except SQLAlchemyError as exc:
+            log.info(
+                "idle rate-limit budgets not forgotten this time",
+                extra={"error": str(exc).splitlines()[0][:200]},
+            )
 
 
 def _error(message: str, status: int) -> tuple[Response, int]:
@@ -179,7 +226,12 @@ def install_guard(
         if origin is not None and origin.lower() not in origins:
             return _error("origin not allowed", 403)
         if request.path not in OPEN_PATHS:
-            wait = limiter.allow(request.remote_addr or "unknown")
+            # /metrics never waits on the database: a sick database must not
+            # stop the scrapes that show it is sick.
+            chosen = limiter
+            if request.path in LOCAL_LIMIT_PATHS and isinstance(limiter, SharedRateLimiter):
+                chosen = limiter.fallback
+            wait = chosen.allow(request.remote_addr or "unknown")
             if wait > 0:
                 response = jsonify(error="too many requests")
                 response.headers["Retry-After"] = str(max(1, round(wait)))

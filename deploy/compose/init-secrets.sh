@@ -2,7 +2,8 @@
 # Make what the one-server stack needs and git must never hold, in ./secrets:
 # a CA and the broker's TLS certificate, the broker's password file (both bridges and
 # every device listed in devices.txt, one device id a line), the database password,
-# the API token, the agents' metrics token and Grafana's admin password.
+# the API token, the agents' metrics token, Grafana's admin password and the password
+# of Grafana's read-only database role.
 # Run once from deploy/compose; run again to add devices (existing secrets are kept).
 #   BROKER_NAMES="mqtt.example.net,192.0.2.10" ./init-secrets.sh
 set -eu
@@ -15,7 +16,7 @@ random() { openssl rand -hex 24; }
 keep() { [ -s "$1" ] || random > "$1"; }
 
 for name in db-password api-token agent-token grafana-admin-password \
-            mqtt-bridge-1 mqtt-bridge-2; do
+            grafana-db-password mqtt-bridge-1 mqtt-bridge-2; do
     keep "$name"
 done
 
@@ -26,7 +27,11 @@ fi
 if [ ! -s broker.crt ]; then
     san="DNS:broker,DNS:localhost,IP:127.0.0.1"
     for n in $(echo "${BROKER_NAMES:-}" | tr ',' ' '); do
-        case "$n" in *[!0-9.]*) san="$san,DNS:$n" ;; *) san="$san,IP:$n" ;; esac
+        case "$n" in
+            *:*) san="$san,IP:$n" ;;            # IPv6 address
+            *[!0-9.]*) san="$san,DNS:$n" ;;     # host name
+            *) san="$san,IP:$n" ;;              # IPv4 address
+        esac
     done
     openssl req -newkey rsa:3072 -nodes -subj "/CN=broker" -keyout broker.key \
         -out broker.csr 2>/dev/null
@@ -62,8 +67,10 @@ rm -f "$list"
 mv mosquitto.passwd.new mosquitto.passwd
 
 # The containers run as their own users (the bridge as uid 10001): they must be able
-# to read the files mounted into them; the folder itself stays closed.
-chmod 0644 ./*
-chmod 0600 ca.key
+# to read the files mounted into them; the folder itself stays closed. Everything else
+# (the CA key, the devices' passwords) stays readable by this user only.
+chmod 0600 ./*
+chmod 0644 db-password api-token agent-token grafana-admin-password grafana-db-password \
+    mqtt-bridge-1 mqtt-bridge-2 ca.crt broker.crt broker.key mosquitto.passwd
 chmod 0700 .
 echo "secrets in $(pwd)"

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from prometheus_client import CollectorRegistry
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, event, text
 
 from cloud_bridge.api import create_app
 from cloud_bridge.config import ConfigError, config_from_data
@@ -260,3 +260,113 @@ def test_idle_budgets_are_forgotten(engine: Engine) -> None:
     with engine.connect() as conn:
         clients = {r[0] for r in conn.execute(text("SELECT client FROM api_rate_limits"))}
     assert clients == {"10.0.0.21"}
+
+
+def _in_thread(call: Callable[[], float], limit_s: float = 20.0) -> float:
+    """Run `call` in a thread; fail (instead of hanging the suite) if it never returns."""
+    result: list[float] = []
+    worker = threading.Thread(target=lambda: result.append(call()), daemon=True)
+    worker.start()
+    worker.join(limit_s)
+    assert not worker.is_alive(), f"still waiting on the database after {limit_s} s"
+    return result[0]
+
+
+def test_a_locked_budget_row_does_not_hold_requests(engine: Engine, pg_url: str) -> None:
+    """Another connection holds the client's row locked: the upsert gives up after its
+    lock timeout, the process's own budget decides, and later requests skip the database
+    until the back-off has passed."""
+    clock = [1000.0]
+    limiter = SharedRateLimiter(engine, 3, RateLimiter(3, clock=lambda: clock[0]), lambda: clock[0])
+    assert limiter.allow("10.0.0.30") == 0.0  # the row exists
+    statements: list[str] = []
+
+    def seen(_c: Any, _cur: Any, statement: str, *_a: Any) -> None:
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", seen)
+    holder = create_engine(pg_url)
+    with holder.connect() as conn:
+        conn.execute(text("SELECT * FROM api_rate_limits WHERE client = '10.0.0.30' FOR UPDATE"))
+        # Without lock_timeout this would wait as long as the lock is held: forever here.
+        waits = [_in_thread(lambda: limiter.allow("10.0.0.30")) for _ in range(4)]
+        taken = [s for s in statements if "INSERT INTO api_rate_limits" in s]
+        assert len(taken) == 1, "after a failure the database is not asked again at once"
+        assert any("lock_timeout" in s for s in statements)
+        assert waits[:3] == [0.0] * 3 and waits[3] > 0  # the in-process budget of 3
+        conn.rollback()
+    # The back-off passes: the next request uses the shared budget again.
+    clock[0] += SharedRateLimiter.BACKOFF_S + 1
+    statements.clear()
+    assert limiter.allow("10.0.0.30") == 0.0
+    assert any("INSERT INTO api_rate_limits" in s for s in statements)
+    event.remove(engine, "before_cursor_execute", seen)
+    holder.dispose()
+
+
+def test_an_unreachable_database_is_tried_once_per_back_off() -> None:
+    """With nothing listening, the first request learns it; the next ones do not retry."""
+    dead = create_engine(
+        f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none",
+        connect_args={"connect_timeout": 2},
+    )
+    clock = [0.0]
+    limiter = SharedRateLimiter(dead, 100, clock=lambda: clock[0])
+    original_take = limiter._take
+    takes: list[str] = []
+
+    def take(key: str) -> Any:
+        takes.append(key)
+        return original_take(key)
+
+    limiter._take = take  # type: ignore[method-assign]
+    for _ in range(20):
+        assert _in_thread(lambda: limiter.allow("10.0.0.31")) == 0.0
+    assert len(takes) == 1
+    clock[0] += SharedRateLimiter.BACKOFF_S + 1
+    assert _in_thread(lambda: limiter.allow("10.0.0.31")) == 0.0
+    assert len(takes) == 2
+    dead.dispose()
+
+
+def test_metrics_never_waits_on_the_database(engine: Engine, pg_url: str) -> None:
+    """/metrics is limited in the process only: a locked or sick database does not stop
+    the scrapes that would show it."""
+    limiter = SharedRateLimiter(engine, 1000)
+    app = create_app(FleetReader(engine), {}, CollectorRegistry(), TOKEN, limiter)
+    client = app.test_client()
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM api_rate_limits"))
+    assert client.get("/metrics", headers=AUTH).status_code == 200
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT count(*) FROM api_rate_limits")).scalar_one()
+    assert rows == 0, "a scrape drew on the shared budget"
+    assert client.get("/api/v1/devices", headers=AUTH).status_code == 200
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT count(*) FROM api_rate_limits")).scalar_one()
+    assert rows == 1
+
+
+def test_idle_budgets_are_forgotten_in_a_transaction_of_their_own(engine: Engine) -> None:
+    """The clean-up DELETE never shares a transaction with a token update (two replicas
+    could otherwise deadlock on each other's rows)."""
+    limiter = SharedRateLimiter(engine, 60)
+    transactions: list[list[str]] = []
+
+    def begin(_conn: Any) -> None:
+        transactions.append([])
+
+    def seen(_c: Any, _cur: Any, statement: str, *_a: Any) -> None:
+        if transactions:
+            transactions[-1].append(statement)
+
+    event.listen(engine, "begin", begin)
+    event.listen(engine, "before_cursor_execute", seen)
+    limiter.allow("10.0.0.40")
+    event.remove(engine, "begin", begin)
+    event.remove(engine, "before_cursor_execute", seen)
+    takes = [t for t in transactions if any("INSERT INTO api_rate_limits" in s for s in t)]
+    forgets = [t for t in transactions if any("DELETE FROM api_rate_limits" in s for s in t)]
+    assert len(takes) == 1 and len(forgets) == 1
+    assert takes[0] is not forgets[0]
+    assert not any("DELETE" in s for s in takes[0])

@@ -9,6 +9,7 @@ docs/deploy.md for what is and is not run here.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import ssl
 import subprocess
@@ -113,7 +114,78 @@ def test_monitoring_mounts_the_fleet_prometheus_and_grafana_files() -> None:
     assert Path(prom["/etc/prometheus/rules"]) == fleet / "rules"
     assert Path(prom["/etc/prometheus/targets"]) == fleet / "targets"
     graf = mounts(services["grafana"])
-    assert Path(graf["/etc/grafana/provisioning"]) == REPO / "deploy" / "grafana" / "provisioning"
+    grafana = REPO / "deploy" / "grafana"
+    assert Path(graf["/etc/grafana/provisioning"]) == grafana / "provisioning"
+    # The dashboards sit where the dashboard provider reads them.
+    for provider_file in sorted((grafana / "provisioning" / "dashboards").glob("*.yml")):
+        for provider in yaml.safe_load(provider_file.read_text())["providers"]:
+            path = provider["options"]["path"]
+            assert path in graf, f"{provider_file.name} reads {path}; nothing is mounted there"
+            assert Path(graf[path]) == grafana / "dashboards"
+            assert list(Path(graf[path]).glob("*.json"))
+
+
+def test_grafana_has_every_value_its_provisioning_reads() -> None:
+    """Each ${VAR} in deploy/grafana/provisioning is set in the grafana service."""
+    service = compose_config()["services"]["grafana"]
+    env = dict(service.get("environment") or {})
+    command = " ".join(service.get("command") or [])
+    wanted: set[str] = set()
+    for path in sorted((REPO / "deploy" / "grafana" / "provisioning").rglob("*.yml")):
+        wanted |= set(re.findall(r"\$\{(\w+)\}", path.read_text()))
+    assert wanted
+    for name in sorted(wanted):
+        # Set in the environment, or exported by the start command from a secret.
+        assert env.get(name) or f"export {name}" in command, f"{name} is not set for Grafana"
+    # Grafana reads the database as its own read-only role, not as the bridge's owner.
+    assert env["CULTIVAI_GRAFANA_DB_USER"] == "cultivai_grafana"
+    assert "db-password" not in [
+        s if isinstance(s, str) else s["source"] for s in service["secrets"]
+    ]
+    postgres = compose_config()["services"]["postgres"]
+    assert postgres["environment"]["GRAFANA_DB_USER"] == "cultivai_grafana"
+
+
+def test_init_secrets_keeps_device_passwords_private_and_takes_ipv6(tmp_path: Path) -> None:
+    """Only what a container reads is readable by others; an IPv6 address is an IP SAN."""
+    if shutil.which("openssl") is None or find_mosquitto() is None:
+        missing("mosquitto and openssl are needed (make system-deps installs them)")
+    work = tmp_path / "compose"
+    shutil.copytree(COMPOSE, work, ignore=shutil.ignore_patterns("secrets", "devices.txt"))
+    (work / "devices.txt").write_text("cam-veg-1\n")
+    done = subprocess.run(
+        ["sh", str(work / "init-secrets.sh")],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "BROKER_NAMES": "mqtt.farm.example,192.0.2.10,2001:db8::7"},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    secrets = work / "secrets"
+    mounted = set()
+    for service in yaml.safe_load((COMPOSE / "compose.yaml").read_text())["services"].values():
+        for volume in service.get("volumes", []):
+            if isinstance(volume, str) and volume.startswith("./secrets/"):
+                mounted.add(volume.split(":")[0].removeprefix("./secrets/"))
+    for secret in yaml.safe_load((COMPOSE / "compose.yaml").read_text())["secrets"].values():
+        mounted.add(secret["file"].removeprefix("./secrets/"))
+    for path in sorted(secrets.iterdir()):
+        mode = path.stat().st_mode & 0o777
+        if path.name in mounted:
+            assert mode == 0o644, f"{path.name}: {mode:o}"
+        else:
+            assert mode & 0o077 == 0, f"{path.name} is readable by others: {mode:o}"
+    assert (secrets / "device-cam-veg-1").stat().st_mode & 0o777 == 0o600
+    assert (secrets.stat().st_mode & 0o777) == 0o700
+    text = subprocess.run(
+        ["openssl", "x509", "-in", str(secrets / "broker.crt"), "-noout", "-ext", "subjectAltName"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "DNS:mqtt.farm.example" in text and "IP Address:192.0.2.10" in text
+    assert re.search(r"IP Address:2001:DB8:(0:)*:?7\b", text, re.IGNORECASE), text
+    assert "DNS:2001" not in text
 
 
 def expected_acl() -> str:

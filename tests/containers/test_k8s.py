@@ -89,7 +89,6 @@ def test_overlay_renders_every_part(overlay: str) -> None:
     assert kinds == sorted(
         [
             "ConfigMap",
-            "HorizontalPodAutoscaler",
             "Job",
             "NetworkPolicy",
             "PodDisruptionBudget",
@@ -194,17 +193,49 @@ def test_each_bridge_has_its_own_stable_broker_identity(overlay: str) -> None:
     assert env["CULTIVAI_BRIDGE__MQTT__CLIENT_ID"]["value"] == "$(POD_NAME)"
     assert env["CULTIVAI_BRIDGE__MQTT__USERNAME"]["value"] == "$(POD_NAME)"
     assert env["CULTIVAI_BRIDGE__MQTT__PASSWORD_FILE"]["value"].endswith("/$(POD_NAME)")
-    hpa = one(objects, "HorizontalPodAutoscaler")
-    assert hpa["spec"]["scaleTargetRef"] == {
-        "apiVersion": "apps/v1",
-        "kind": "StatefulSet",
-        "name": sts["metadata"]["name"],
-    }
-    metrics = {m["type"]: m for m in hpa["spec"]["metrics"]}
-    assert metrics["Resource"]["resource"]["name"] == "cpu"
-    assert metrics["Pods"]["pods"]["metric"]["name"] == "cultivai_bridge_ingest_lag_p95_seconds"
-    # Scale-down would leave a broker session queueing for a pod that is gone.
-    assert hpa["spec"]["behavior"]["scaleDown"]["selectPolicy"] == "Disabled"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_each_overlay_sets_its_bridge_count_and_nothing_autoscales(overlay: str) -> None:
+    """Every bridge receives every message: more replicas add redundancy, not throughput,
+    so no autoscaler owns the count (an apply would fight it); the overlay sets it."""
+    objects = rendered(overlay)
+    assert not [o for o in objects if o["kind"] == "HorizontalPodAutoscaler"]
+    replicas = one(objects, "StatefulSet")["spec"]["replicas"]
+    assert replicas == {"staging": 1, "production": 2}[overlay]
+
+
+def _group_can_read_only(mode: int) -> bool:
+    return mode & 0o040 != 0 and mode & 0o004 == 0
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_pods_mounting_group_readable_secrets_set_their_group(overlay: str) -> None:
+    """A Secret mounted with mode 0440 is readable by a non-root pod only through fsGroup."""
+    checked = 0
+    for obj in rendered(overlay):
+        template = obj.get("spec", {}).get("template")
+        if template is None:
+            continue
+        pod = template["spec"]
+        for volume in pod.get("volumes", []):
+            secret = volume.get("secret")
+            if secret is None:
+                continue
+            modes = [secret.get("defaultMode", 0o644)]
+            modes += [item["mode"] for item in secret.get("items", []) if "mode" in item]
+            if not any(_group_can_read_only(m) for m in modes):
+                continue
+            checked += 1
+            ctx = pod.get("securityContext", {})
+            name = f"{obj['kind']}/{obj['metadata']['name']} volume {volume['name']}"
+            assert ctx.get("fsGroup") is not None, f"{name}: mode 0440 but no fsGroup"
+            for container in pod["containers"]:
+                group = container.get("securityContext", {}).get(
+                    "runAsGroup", ctx.get("runAsGroup")
+                )
+                assert group == ctx["fsGroup"], f"{name}: runs as group {group}"
+    assert checked >= 2  # the bridges' and the migration's secrets
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

@@ -25,7 +25,8 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.exc import DBAPIError
 
 from cloud_bridge.tables import ObservationRow
 from tests.bridge.factory import observation_message, wait_for
@@ -149,7 +150,10 @@ def test_stack_stores_a_device_once_through_both_bridges(
         "--env=POSTGRES_PASSWORD_FILE=/run/secrets/db-password",
         "--env=POSTGRES_LISTEN_ADDRESSES=127.0.0.1",
         f"--env=PGPORT={stack.pg_port}",
+        "--env=GRAFANA_DB_USER=cultivai_grafana",
+        "--env=GRAFANA_DB_PASSWORD_FILE=/run/secrets/grafana-db-password",
         stack.secret("db-password"),
+        stack.secret("grafana-db-password"),
         postgres,
     )
     password = (s / "db-password").read_text().strip()
@@ -225,11 +229,28 @@ def test_stack_stores_a_device_once_through_both_bridges(
     time.sleep(1.0)
     assert stored(url) == total
 
+    # Grafana's role, made by the PostgreSQL entrypoint, reads the tables the migration
+    # made after it, and may not write.
+    reader = (s / "grafana-db-password").read_text().strip()
+    grafana_url = (
+        f"postgresql+psycopg://cultivai_grafana:{reader}@127.0.0.1:{stack.pg_port}/cultivai"
+    )
+    assert stored(grafana_url) == total
+    engine = create_engine(grafana_url)
+    try:
+        with (
+            pytest.raises(DBAPIError, match=r"read-only transaction|permission denied"),
+            engine.begin() as conn,
+        ):
+            conn.execute(text("DELETE FROM observations"))
+    finally:
+        engine.dispose()
+    assert stored(url) == total
+
     # Prometheus from Debian's package loads the fleet's config and rules as mounted.
     prom_dir = Path(os.environ.get("CULTIVAI_STACK_PROMETHEUS_DIR", REPO / "deploy" / "prometheus"))
-    if not (prom_dir / "prometheus.yml").is_file():
-        print(f"\nno {prom_dir}/prometheus.yml in this checkout: Prometheus not started")
-        return
+    # The fleet's Prometheus config ships with the repository: its absence is a failure.
+    assert (prom_dir / "prometheus.yml").is_file(), f"{prom_dir}/prometheus.yml is missing"
     prom_mounts = [
         # As compose.yaml mounts them.
         f"--volume={prom_dir / 'prometheus.yml'}:/etc/prometheus/prometheus.yml:ro",

@@ -83,7 +83,7 @@ def test_shipped_prometheus_config_is_valid(tmp_path: Path) -> None:
     )
     for name in ("bridge-token", "agent-token"):
         (tmp_path / name).write_text("token\n")
-    shutil.copy(PROMETHEUS_DIR / "targets" / "agents.example.yml", tmp_path / "agents.yml")
+    shutil.copy(PROMETHEUS_DIR / "targets" / "agents.yml.example", tmp_path / "agents.yml")
     (tmp_path / "prometheus.yml").write_text(text)
     result = subprocess.run(
         [_promtool(), "check", "config", str(tmp_path / "prometheus.yml")],
@@ -106,3 +106,22 @@ def test_shipped_prometheus_config_is_valid(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "cam-veg-1" in result.stdout
+
+
+def test_no_shipped_file_is_loaded_as_a_camera_list() -> None:
+    """The example targets must not be scraped: its cameras would be down forever."""
+    config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
+    globs = [
+        pattern
+        for job in config["scrape_configs"]
+        for sd in job.get("file_sd_configs", [])
+        for pattern in sd["files"]
+    ]
+    assert globs
+    shipped = sorted((PROMETHEUS_DIR / "targets").iterdir())
+    assert shipped, "the example camera list is missing"
+    for pattern in globs:
+        assert pattern.startswith("/etc/prometheus/targets/"), pattern
+        name_glob = pattern.rsplit("/", 1)[1]
+        loaded = [f.name for f in shipped if f.match(name_glob)]
+        assert loaded == [], f"{pattern} loads the shipped {loaded}"
