@@ -7,7 +7,7 @@ DATA   ?= ../shared/datasets/leaf-health
 PYTEST_ARGS ?=
 
 .PHONY: help demo test lint venv system-deps model bench dist clean db-backup db-restore \
-	fleet-venv fleet-lint fleet-test soak
+	fleet-venv fleet-lint fleet-test soak image image-test
 
 help:
 	@echo "make demo    run the agent on embedded defaults (synthetic camera, no broker)"
@@ -16,6 +16,8 @@ help:
 	@echo "make model DATA=...   retrain and export the plant-health model"
 	@echo "make bench   benchmarks (canopy vs PlantCV, capture pipeline, inference)"
 	@echo "make dist    build the wheel devices install"
+	@echo "make image ARCH=amd64|arm64   the appliance disk image (needs root; cached)"
+	@echo "make image-test   boot the image in QEMU: the whole power-cut campaign"
 	@echo "make db-backup / db-restore BACKUP=...   the bridge database (pg_dump/pg_restore)"
 	@echo "make fleet-lint / fleet-test   ansible-lint and the playbooks run against localhost"
 
@@ -129,3 +131,23 @@ db-restore:
 clean:
 	rm -rf $(VENV) .venv-train .venv-bench $(FLEET_VENV) dist build .pytest_cache .mypy_cache \
 	  .ruff_cache
+
+# The appliance disk image (image/): debootstrap + the appliance layer, cached under
+# $${XDG_CACHE_HOME:-~/.cache}/cultivai/image. arm64 runs through qemu-user-static.
+ARCH ?= amd64
+IMAGE_FORMAT ?= raw
+image: dist
+	@[ "$(ARCH)" = amd64 ] || $(MAKE) --no-print-directory binfmt
+	$(BIN)/python image/build.py --arch $(ARCH) --format $(IMAGE_FORMAT) \
+	  --wheel "$$(ls -t dist/cultivai_edge-*.whl | head -1)"
+
+# Register the aarch64 emulator with binfmt_misc (mounting it when needed).
+binfmt:
+	@[ -e /proc/sys/fs/binfmt_misc/register ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+	@[ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || update-binfmts --enable qemu-aarch64
+
+# The whole QEMU campaign: 20 power cuts during captures, cuts at random points of an
+# update, and cuts that also drop the writes the guest had not flushed. `make test`
+# runs a short set of the same tests.
+image-test: venv system-deps
+	CULTIVAI_IMAGE_CAMPAIGN=full $(BIN)/pytest tests/image -m "image" -p no:randomly $(PYTEST_ARGS)
