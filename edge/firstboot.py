@@ -578,10 +578,24 @@ def finish(paths: Paths, raw: object) -> None:
     note = "# Applied at first boot; secrets were moved to the device. Not read again.\n"
     body = note + yaml.safe_dump(sanitized(raw), sort_keys=False)
     durable_write(paths.boot / APPLIED_NAME, body.encode(), 0o600)
+    scrub(paths.provision_file)
     paths.provision_file.unlink()
     fsync_dir(paths.boot)
     paths.problems_file.unlink(missing_ok=True)
     durable_write(paths.state / "done", b"ok\n")
+
+
+def scrub(path: Path) -> None:
+    """Overwrite a file's bytes in place before it is deleted.
+
+    Deleting a file on FAT only frees its clusters: the passwords would stay readable
+    on the card. FAT overwrites in place, so zeros written here land on those clusters.
+    """
+    size = path.stat().st_size
+    with path.open("r+b") as f:
+        f.write(b"\0" * size)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _enable_wifi(iface: str) -> None:

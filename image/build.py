@@ -243,9 +243,19 @@ def ensure_base(arch: str, mirror: str) -> Path:
     return dest
 
 
+def requirements(wheel: Path) -> str:
+    """The wheel's Requires-Dist lines: what its dependencies' wheelhouse depends on."""
+    import zipfile
+
+    with zipfile.ZipFile(wheel) as z:
+        meta = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
+        lines = z.read(meta).decode().splitlines()
+    return "\n".join(sorted(line for line in lines if line.startswith("Requires-Dist:")))
+
+
 def ensure_wheelhouse(arch: str, wheel: Path, extras: str) -> Path:
     """Wheels of the agent's dependencies for the device's platform (Python 3.11)."""
-    key = hashlib.sha256(wheel.read_bytes() + arch.encode() + extras.encode()).hexdigest()[:16]
+    key = hashlib.sha256((requirements(wheel) + arch + extras).encode()).hexdigest()[:16]
     dest = cache_dir() / f"wheels-{arch}-{key}"
     if (dest / ".complete").exists():
         return dest
@@ -273,6 +283,8 @@ def ensure_wheelhouse(arch: str, wheel: Path, extras: str) -> Path:
     for plat in PY_PLATFORMS[arch]:
         cmd += ["--platform", plat]
     run([*cmd, f"{wheel}[{extras}]"])
+    for own in dest.glob("cultivai_edge-*.whl"):
+        own.unlink()  # the agent's own wheel is installed from the build's copy
     (dest / ".complete").write_text("ok\n")
     return dest
 

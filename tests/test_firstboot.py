@@ -142,6 +142,17 @@ def test_secrets_go_to_0600_files_and_leave_the_boot_partition(
     assert applied["broker"]["password"] == firstboot.REMOVED
 
 
+def test_the_original_is_overwritten_before_it_is_deleted(paths: Paths, system: System) -> None:
+    """FAT frees clusters without clearing them: the secrets must be zeroed first."""
+    write_provision(paths, full_file())
+    other_name = paths.boot.parent / "same-inode"
+    os.link(paths.provision_file, other_name)
+    provision(paths, system)
+    assert not paths.provision_file.exists()
+    left = other_name.read_bytes()
+    assert left and set(left) == {0}
+
+
 def test_page_password_from_file_is_hashed_into_the_config(paths: Paths, system: System) -> None:
     write_provision(paths, full_file())
     provision(paths, system)

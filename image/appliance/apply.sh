@@ -59,7 +59,9 @@ in_root chown cultivai:cultivai /var/lib/cultivai/firstboot
 # Ansible role's templates.
 cp -a "$HERE/files/." "$ROOTFS/"
 "$PYTHON" "$HERE/render_units.py" "$ROOTFS"
-in_root systemctl enable cultivai-edge.service cultivai-edge-watchdog.timer \
+timers=$(cd "$ROOTFS/etc/systemd/system" && ls cultivai-edge*.timer 2>/dev/null || true)
+# shellcheck disable=SC2086
+in_root systemctl enable cultivai-edge.service $timers \
   cultivai-firstboot.service cultivai-provision-status.service cultivai-sshkeys.service ssh.service
 
 # No password anywhere: root is locked, SSH takes keys only (cultivai.yaml), and every

@@ -14,12 +14,17 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE.parents[1] / "ansible/roles/edge_device/templates"
-UNITS = {
-    "cultivai-edge.service.j2": "etc/systemd/system/cultivai-edge.service",
-    "cultivai-edge-watchdog.service.j2": "etc/systemd/system/cultivai-edge-watchdog.service",
-    "cultivai-edge-watchdog.timer.j2": "etc/systemd/system/cultivai-edge-watchdog.timer",
-    "logrotate.j2": "etc/logrotate.d/cultivai-edge",
-}
+LOGROTATE = ("logrotate.j2", "etc/logrotate.d/cultivai-edge")
+
+
+def units() -> dict[str, str]:
+    """Template -> file in the root: every unit template of the role, and log rotation."""
+    found = {
+        t.name: f"etc/systemd/system/{t.name.removesuffix('.j2')}"
+        for t in sorted(TEMPLATES.glob("cultivai-edge*.j2"))
+        if t.name.removesuffix(".j2").rsplit(".", 1)[-1] in ("service", "timer")
+    }
+    return {**found, LOGROTATE[0]: LOGROTATE[1]}
 
 
 def variables() -> dict[str, object]:
@@ -40,7 +45,7 @@ def render(rootfs: Path) -> list[Path]:
     )
     values = variables()
     written = []
-    for template, dest in UNITS.items():
+    for template, dest in units().items():
         text = env.get_template(template).render(**values)
         text = text.replace(
             "# Managed by Ansible (role edge_device).",

@@ -1,0 +1,159 @@
+"""The appliance image in QEMU: first boot, the agent under systemd, watchdog, power cuts.
+
+`make test` runs the short set (one first boot, three power cuts); `make image-test`
+sets CULTIVAI_IMAGE_CAMPAIGN=full for twenty cuts.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import urllib.request
+
+import pytest
+
+from tests.image.conftest import SECRETS, campaign, record
+from tests.image.harness import Machine, store_check
+from tests.mqtt_client import Recorder
+
+pytestmark = [pytest.mark.image, pytest.mark.timeout(3600)]
+
+
+def seqs(recorder: Recorder) -> list[int]:
+    """Every observation seq the broker delivered, duplicates removed, in order."""
+    return sorted({int(o["seq"]) for o in recorder.json("/observation")})
+
+
+def test_first_boot_provisions_the_device_and_starts_the_agent(device: Machine) -> None:
+    out = device.ssh(
+        "systemctl is-active cultivai-edge cultivai-firstboot; hostname; "
+        "stat -c '%a %U' /etc/cultivai/secrets/mqtt-password; "
+        "cat /etc/cultivai/secrets/mqtt-password; "
+        "systemctl is-active cultivai-provision-status || true"
+    ).stdout.split()
+    blame = device.ssh("systemd-analyze; systemd-analyze blame --no-pager | head -8", check=False)
+    print(blame.stdout)
+    assert out[:2] == ["active", "active"], out
+    assert out[2] == "img-cam-1"
+    assert out[3:5] == ["600", "cultivai"]
+    assert out[5] == "broker-secret-9f3"
+    assert out[6] == "inactive", "the set-up page runs only while provisioning failed"
+
+
+def test_status_page_answers_healthz_through_the_forward(device: Machine) -> None:
+    url = f"http://127.0.0.1:{device.web_port}/healthz"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=10) as r:
+                body = json.loads(r.read())
+                assert r.status == 200
+                break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(2)
+    assert body.get("ok") is True, body
+
+
+def test_observations_reach_the_broker_on_the_host(device: Machine, recorder: Recorder) -> None:
+    first = seqs(recorder)
+    assert recorder.wait_for(lambda: len(seqs(recorder)) >= len(first) + 2, timeout=120)
+    got = recorder.json("/observation")
+    assert {o["device_id"] for o in got} == {"img-cam-1"}
+    assert seqs(recorder)[0] == 1
+
+
+def test_secrets_are_gone_from_the_boot_partition(device: Machine) -> None:
+    listing = device.ssh("ls /boot/firmware; cat /boot/firmware/*").stdout
+    assert "cultivai.yaml\n" not in listing.replace("cultivai.yaml.example", "")
+    assert "cultivai-applied.yaml" in listing
+    for secret in SECRETS:
+        assert secret not in listing
+    # And on the medium itself, not only through the guest's view of it.
+    device.ssh("sync", check=False)
+    found = device.ssh(
+        f"grep -a -o -E '{'|'.join(SECRETS)}' /dev/vda1 || true", timeout=120
+    ).stdout.split()
+    assert found == [], f"still readable on the boot partition's sectors: {found}"
+
+
+def test_sshd_takes_keys_only(device: Machine) -> None:
+    out = device.ssh("sshd -T | grep -E '^(passwordauthentication|permitrootlogin)'").stdout
+    assert "passwordauthentication no" in out
+    assert "permitrootlogin without-password" in out or "prohibit-password" in out
+    shadow = device.ssh("getent shadow root cultivai | cut -d: -f1,2").stdout.split()
+    for entry in shadow:
+        assert entry.split(":")[1].startswith(("!", "*")), f"{entry}: an account has a password"
+
+
+def test_systemd_analyze_security_of_the_agent(device: Machine) -> None:
+    out = device.ssh("systemd-analyze security cultivai-edge.service --no-pager", check=False)
+    last = [line for line in out.stdout.splitlines() if "Overall exposure level" in line]
+    assert last, out.stdout[-2000:] + out.stderr
+    score = float(last[0].split("level for cultivai-edge.service:")[1].split()[0])
+    record("systemd_analyze_security_cultivai_edge", last[0].split(":", 1)[1].strip())
+    assert score < 5.0, last[0]
+
+
+def test_watchdog_restarts_an_agent_stopped_with_sigstop(device: Machine) -> None:
+    unit = device.ssh("systemctl show cultivai-edge -p WatchdogUSec -p Type").stdout
+    props = dict(line.split("=", 1) for line in unit.split())
+    if props.get("Type") != "notify" or props.get("WatchdogUSec") in ("0", "infinity", None):
+        pytest.skip("the agent unit has no systemd watchdog (Type=notify, WatchdogSec=) yet")
+    before = device.ssh("systemctl show cultivai-edge -p MainPID -p NRestarts").stdout
+    pid = dict(line.split("=", 1) for line in before.split())["MainPID"]
+    device.ssh(f"kill -STOP {pid}")
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        now = device.ssh("systemctl show cultivai-edge -p MainPID -p ActiveState").stdout
+        state = dict(line.split("=", 1) for line in now.split())
+        if state["MainPID"] not in (pid, "0") and state["ActiveState"] == "active":
+            break
+        time.sleep(5)
+    else:
+        pytest.fail(f"the agent (pid {pid}) stopped with SIGSTOP was not restarted")
+    log = device.ssh("journalctl -u cultivai-edge -b --no-pager | tail -30").stdout
+    assert "watchdog" in log.lower(), log
+
+
+def test_power_cuts_during_captures_leave_a_clean_device(
+    device: Machine, recorder: Recorder
+) -> None:
+    cuts = 20 if campaign() else 3
+    rng = random.Random(1414)
+    clean = 0
+    for i in range(cuts):
+        have = len(seqs(recorder))
+        assert recorder.wait_for(lambda h=have: len(seqs(recorder)) > h, timeout=300), (
+            f"cut {i}: no new observation before the cut"
+        )
+        time.sleep(rng.uniform(0, 5))  # somewhere inside the 5 s capture cycle
+        device.cut_power()
+        fsck = device.fsck_root()
+        assert fsck.returncode == 0, f"cut {i}: e2fsck -fn after journal replay:\n{fsck.stdout}"
+        if i == 0:
+            files = device.boot_files()
+            for secret in SECRETS:
+                assert not any(secret.encode() in data for data in files.values())
+        device.start()
+        device.wait_ssh(900)
+        device.ssh("systemctl is-active --wait cultivai-edge || sleep 30", check=False)
+        state = store_check(device)
+        assert state["integrity"] == "ok", (i, state)
+        assert state["contiguous"], (i, state)
+        assert state["missing_photos"] == [], (i, state)
+        assert state["outbox_orphans"] == 0, (i, state)
+        top = int(state["max_seq"])
+        # Everything the store committed reaches the broker, with no gap, after the cut.
+        assert recorder.wait_for(lambda t=top: seqs(recorder)[-1:] >= [t], timeout=300), (
+            f"cut {i}: seq {top} committed on the device never reached the broker"
+        )
+        got = seqs(recorder)
+        assert got == list(range(1, got[-1] + 1)), f"cut {i}: gap in delivered seqs"
+        assert device.ssh("systemctl is-active cultivai-edge", check=False).stdout.strip() == (
+            "active"
+        )
+        clean += 1
+    record(f"power_cuts_clean_of_{cuts}", clean)
