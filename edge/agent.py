@@ -36,6 +36,7 @@ from edge.protocol import (
 from edge.schedule import Schedule
 from edge.store import Store, StoredImage, Tx
 from edge.supervise import Supervisor
+from edge.systemd import Notifier
 from edge.web.app import create_app
 from edge.web.device import DeviceStatus
 from edge.web.server import WebServer
@@ -43,6 +44,7 @@ from edge.web.server import WebServer
 log = logging.getLogger(__name__)
 FAILURES_BEFORE_ERROR = 3
 RETENTION_EVERY = timedelta(hours=24)
+PAGE_PROBE_TIMEOUT_S = 5.0
 
 
 @dataclass
@@ -71,8 +73,10 @@ class Agent:
         camera: Camera | None = None,
         on_observation: Callable[[Observation], None] | None = None,
         serve_web: bool = False,
+        notifier: Notifier | None = None,
     ) -> None:
         self.config = config
+        self.notifier = notifier or Notifier(None)
         self.clock = clock or SystemClock()
         self._pin_factory = pin_factory
         self.camera = camera
@@ -145,6 +149,10 @@ class Agent:
             self._start_web()
         self._update_status()
         log.info("agent started", extra={"device": cfg.device.id, "camera": cfg.camera.backend})
+        # Ready even without a camera: the page and the broker say what is wrong, and
+        # each capture tries to open it again, where a failed start would loop.
+        camera = "camera open" if self.stats.camera_open else f"no camera: {self.stats.last_error}"
+        self.notifier.ready(f"started; {camera}")
         return self
 
     def _start_web(self) -> None:
@@ -197,6 +205,7 @@ class Agent:
         """Finish the capture in progress, then leave `run()`."""
         self.stop_event.set()
         self._wake.set()
+        self.notifier.stopping("stopping: finishing the capture in progress")
 
     def run(self, max_captures: int | None = None, capture_first: bool = False) -> None:
         """Capture on schedule until stopped (or `max_captures` attempts)."""
@@ -204,9 +213,10 @@ class Agent:
         last_retention = self.clock.now() - RETENTION_EVERY
         self._capture_requested = self._capture_requested or capture_first
         while not self.stop_event.is_set():
+            self._show_progress()
             if not self._capture_requested:
                 due = self.schedule.next_capture(self.clock.now())
-                self.clock.wait_until(due, self._wake)
+                self._wait_until(due)
             self._wake.clear()
             if self.stop_event.is_set():
                 break
@@ -221,6 +231,29 @@ class Agent:
             if max_captures is not None and attempts >= max_captures:
                 break
         log.info("agent stopped", extra=self._stats_extra())
+
+    def _wait_until(self, due: datetime) -> None:
+        """Wait for the next capture, feeding systemd's watchdog while waiting.
+
+        Only this loop pings: a capture that hangs (camera, model, disk) stops the
+        pings and systemd restarts the agent once WatchdogSec passes.
+        """
+        every = self.notifier.ping_interval_s(self.config.schedule.interval_s)
+        if every is None:
+            self.clock.wait_until(due, self._wake)
+            return
+        while True:
+            step = min(due, self.clock.now() + timedelta(seconds=every))
+            if self.clock.wait_until(step, self._wake) or self.clock.now() >= due:
+                return
+            self._show_progress()
+
+    def _show_progress(self) -> None:
+        """A watchdog ping, when the status page (if served) answers too."""
+        if self.web is not None and not _page_answers(self.web.host, self.web.port):
+            log.error("status page does not answer; not feeding the watchdog")
+            return
+        self.notifier.watchdog()
 
     def capture_once(self) -> Observation | None:
         """Capture, measure, store; failures are counted and reported, never raised."""
@@ -246,6 +279,7 @@ class Agent:
         if self.schedule.is_dark(measured.analysis.exposure.mean_luma):
             self.stats.skipped_dark += 1
             self.metrics.captures.labels(result="dark").inc()
+            self.notifier.status(f"{_utc(measured.frame.captured_at)}: frame skipped, too dark")
             log.info(
                 "frame skipped: too dark, grow lights look off",
                 extra={"mean_luma": measured.analysis.exposure.mean_luma},
@@ -322,6 +356,10 @@ class Agent:
         self.metrics.captures.labels(result="ok").inc()
         self.metrics.last_capture_timestamp.set(obs.captured_at.timestamp())
         self._update_status()
+        self.notifier.status(
+            f"last capture {_utc(obs.captured_at)}: seq {obs.seq}, "
+            f"cover {obs.canopy.cover_pct:.1f} %" + (f", {obs.health.label}" if obs.health else "")
+        )
         if self.link is not None:
             self.link.notify()
         log.info(
@@ -344,6 +382,7 @@ class Agent:
         self.metrics.captures.labels(result="failed").inc()
         log.error("capture failed", extra={"reason": reason, "error": message})
         self._update_status()
+        self.notifier.status(f"{_utc(self.clock.now())}: capture failed ({reason}): {message}")
 
     def _apply_retention(self) -> None:
         try:
@@ -518,6 +557,25 @@ class Agent:
             self.gpio.close()
         if hasattr(self, "store"):
             self.store.close()
+
+
+def _page_answers(host: str, port: int) -> bool:
+    """True when the status page's /healthz answers 200 within a few seconds."""
+    import http.client
+
+    probe = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    conn = http.client.HTTPConnection(probe, port, timeout=PAGE_PROBE_TIMEOUT_S)
+    try:
+        conn.request("GET", "/healthz")
+        return conn.getresponse().status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
+
+
+def _utc(when: datetime) -> str:
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _ranges(seqs: list[int]) -> list[list[int]]:

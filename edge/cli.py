@@ -184,7 +184,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         printer = _print_observation
-    agent = Agent(config, on_observation=printer, serve_web=True)
+    from edge.systemd import Notifier
+
+    agent = Agent(config, on_observation=printer, serve_web=True, notifier=Notifier.from_environ())
     _install_stop_handlers(agent.stop)
     try:
         with _native_log(config.logging.format):

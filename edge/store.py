@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session
 from edge import dbupgrade, outbox
 from edge.errors import StorageError
 from edge.protocol import Observation
-from edge.tables import AlertRow, Base, Counter, ObservationRow, OutboxRow
+from edge.tables import AlertRow, Counter, ObservationRow, OutboxRow
 
 log = logging.getLogger(__name__)
 DB_NAME = "edge.sqlite3"
@@ -184,10 +184,11 @@ class Store:
             self.image_root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StorageError(f"cannot create data folder {root}: {exc.strerror}") from exc
+        # Numbered migrations (edge/migrations), a snapshot first; refuses a database
+        # that newer firmware changed in a way this one cannot read.
+        self.upgrade = dbupgrade.migrate(root / DB_NAME)
         self.engine = sqlite_engine(root / DB_NAME)
         try:
-            Base.metadata.create_all(self.engine)
-            dbupgrade.relax_not_null(self.engine)
             with Session(self.engine) as s, s.begin():
                 if s.get(Counter, "seq") is None:
                     s.add(Counter(name="seq", value=0))
