@@ -603,7 +603,11 @@ def _enable_wifi(iface: str) -> None:
 
     if Path("/etc/NetworkManager").is_dir():
         return
-    subprocess.run(["systemctl", "enable", "--now", f"wpa_supplicant@{iface}.service"], check=False)
+    unit = f"wpa_supplicant@{iface}.service"
+    # --no-block: the unit waits for the Wi-Fi device, which may appear later (or never,
+    # on a wired camera); first boot must not wait with it.
+    subprocess.run(["systemctl", "enable", unit], check=False)
+    subprocess.run(["systemctl", "start", "--no-block", unit], check=False)
 
 
 def read_problems(paths: Paths) -> list[str]:
@@ -656,16 +660,54 @@ def serve_problems(paths: Paths, host: str, port: int) -> None:
     server.serve_forever()
 
 
+REFERENCE_BEGIN = "<!-- provision-reference:begin -->"
+REFERENCE_END = "<!-- provision-reference:end -->"
+
+
+def render_reference() -> str:
+    """The cultivai.yaml reference (Markdown), from the models above."""
+    from edge.config_reference import _table
+
+    header = ["| key | type | default | meaning |", "|---|---|---|---|"]
+    out: list[str] = []
+    for section, fld in ProvisionConfig.model_fields.items():
+        model = fld.annotation
+        args = [a for a in getattr(model, "__args__", ()) if a is not type(None)]
+        model = args[0] if args else model
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            out += [f"#### `{section}`: {fld.description}", "", *header]
+            out += [*_table(model, f"{section}."), ""]
+        else:
+            out += [f"#### `{section}`: {fld.description}", ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def update_reference(readme: Path) -> bool:
+    """Rewrite the reference between the markers in `readme`; True when it changed."""
+    text = readme.read_text(encoding="utf-8")
+    start = text.index(REFERENCE_BEGIN) + len(REFERENCE_BEGIN)
+    end = text.index(REFERENCE_END)
+    new = text[:start] + "\n" + render_reference() + text[end:]
+    if new != text:
+        readme.write_text(new, encoding="utf-8")
+    return new != text
+
+
 def main(argv: list[str] | None = None) -> int:
-    """cultivai-firstboot [run|status|status-page]."""
+    """cultivai-firstboot [run|status|status-page|reference]."""
     p = argparse.ArgumentParser(prog="cultivai-firstboot", description=__doc__.splitlines()[0])
-    p.add_argument("action", nargs="?", default="run", choices=["run", "status", "status-page"])
+    p.add_argument(
+        "action", nargs="?", default="run", choices=["run", "status", "status-page", "reference"]
+    )
     p.add_argument("--boot", type=Path, default=Paths.boot, help="boot partition mount point")
     p.add_argument("--model-dir", type=Path, default=None, help="model folder for edge.yaml")
     p.add_argument("--port", type=int, default=8080, help="status-page port")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     paths = Paths(boot=a.boot, model_dir=a.model_dir)
+    if a.action == "reference":
+        print(render_reference(), end="")
+        return 0
     if a.action == "status":
         problems = read_problems(paths)
         print("\n".join(problems) if problems else "no first-boot problems recorded")

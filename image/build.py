@@ -505,6 +505,15 @@ def apply_appliance(tree: Path, wheel: Path, wheelhouse: Path) -> None:
                 shutil.copy2(mod, dest / mod.name)
 
 
+def prune_cache(arch: str, keep: Path, images: int = 2) -> None:
+    """Remove older cached images of `arch`, keeping the newest few (and `keep`)."""
+    found = sorted(
+        cache_dir().glob(f"cultivai-{arch}-*.img"), key=lambda p: p.stat().st_mtime, reverse=True
+    )
+    for old in [p for p in found if p != keep][images - 1 :]:
+        old.unlink(missing_ok=True)
+
+
 def build(arch: str, wheel: Path, out: Path, mirror: str | None, fmt: str) -> Path:
     """Build (or take from the cache) the image; returns the path written."""
     t0 = time.monotonic()
@@ -521,6 +530,7 @@ def build(arch: str, wheel: Path, out: Path, mirror: str | None, fmt: str) -> Pa
             run(["cp", "-a", "--reflink=auto", str(base), str(tree)])
             apply_appliance(tree, wheel, wheelhouse)
             assemble(arch, tree, cached, work)
+    prune_cache(arch, keep=cached)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.unlink(missing_ok=True)
     if fmt == "qcow2":

@@ -339,3 +339,20 @@ def test_hostile_yaml_is_refused_before_parsing(paths: Paths, system: System) ->
     out = provision(paths, system)
     assert out.status == "problems"
     assert any("expands to more than" in p for p in out.problems)
+
+
+def test_readme_carries_the_current_cultivai_yaml_reference() -> None:
+    readme = Path(__file__).resolve().parent.parent / "README.md"
+    text = readme.read_text()
+    start = text.index(firstboot.REFERENCE_BEGIN) + len(firstboot.REFERENCE_BEGIN)
+    end = text.index(firstboot.REFERENCE_END)
+    assert text[start:end].strip() == firstboot.render_reference().strip(), (
+        "README's cultivai.yaml reference is stale: python -c 'from pathlib import Path; "
+        'from edge.firstboot import update_reference; update_reference(Path("README.md"))\''
+    )
+
+
+def test_the_shipped_example_is_a_valid_cultivai_yaml(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parent.parent / "image/appliance/cultivai.yaml.example"
+    prov = firstboot.read_provision(example)
+    assert prov.broker is not None and prov.broker.host

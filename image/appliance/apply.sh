@@ -64,6 +64,9 @@ timers=$(cd "$ROOTFS/etc/systemd/system" && ls cultivai-edge*.timer 2>/dev/null 
 in_root systemctl enable cultivai-edge.service $timers \
   cultivai-firstboot.service cultivai-provision-status.service cultivai-sshkeys.service ssh.service
 
+# e2scrub needs LVM snapshots, which the appliance has none of; it only costs boot time.
+in_root systemctl mask e2scrub_reap.service e2scrub_all.timer >/dev/null
+
 # No password anywhere: root is locked, SSH takes keys only (cultivai.yaml), and every
 # device makes its own machine id and SSH host keys at first boot.
 in_root passwd --lock root >/dev/null
