@@ -62,7 +62,8 @@ cp -a "$HERE/files/." "$ROOTFS/"
 timers=$(cd "$ROOTFS/etc/systemd/system" && ls cultivai-edge*.timer 2>/dev/null || true)
 # shellcheck disable=SC2086
 in_root systemctl enable cultivai-edge.service $timers \
-  cultivai-firstboot.service cultivai-provision-status.service cultivai-sshkeys.service ssh.service
+  cultivai-firstboot.service cultivai-provision-status.service cultivai-sshkeys.service \
+  cultivai-firmware-check.service ssh.service
 
 # e2scrub needs LVM snapshots, which the appliance has none of; it only costs boot time.
 in_root systemctl mask e2scrub_reap.service e2scrub_all.timer >/dev/null

@@ -294,6 +294,29 @@ class Machine:
             time.sleep(2)
         raise BootError(f"SSH did not answer in {timeout} s:\n{self.serial()[-3000:]}")
 
+    def push(self, local: Path, remote: str) -> None:
+        """Copy a folder into the guest (tar over SSH)."""
+        assert self.ssh_key is not None
+        tar = subprocess.Popen(["tar", "-C", str(local), "-cf", "-", "."], stdout=subprocess.PIPE)
+        ssh = [
+            "ssh",
+            "-q",
+            "-i",
+            str(self.ssh_key),
+            "-p",
+            str(self.ssh_port),
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "root@127.0.0.1",
+            f"mkdir -p {remote} && tar -C {remote} -xf -",
+        ]
+        subprocess.run(ssh, stdin=tar.stdout, check=True, timeout=900)
+        tar.wait()
+
     def write_boot_file(self, name: str, data: bytes) -> None:
         """Put a file on the boot partition (the grower with an SD card reader)."""
         fat = extract(self.disk, self.parts[0], self.workdir / "boot.vfat")

@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import json
 import random
+import re
+import shutil
+import subprocess
+import sys
 import time
 import urllib.request
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.image.conftest import SECRETS, campaign, record
-from tests.image.harness import Machine, store_check
+from tests.image.harness import REPO, Machine, cache_root, store_check
 from tests.mqtt_client import Recorder
 
 pytestmark = [pytest.mark.image, pytest.mark.timeout(3600)]
@@ -157,3 +163,80 @@ def test_power_cuts_during_captures_leave_a_clean_device(
         )
         clean += 1
     record(f"power_cuts_clean_of_{cuts}", clean)
+
+
+def build_update_wheel(dest: Path, version: str) -> Path:
+    """The agent's wheel with another version number: a firmware update to install."""
+    src = dest / "src"
+    shutil.rmtree(src, ignore_errors=True)
+    src.mkdir(parents=True)
+    for name in ("edge", "cloud_bridge", "README.md"):
+        (shutil.copytree if (REPO / name).is_dir() else shutil.copy2)(REPO / name, src / name)
+    (src / "models/plant_health").mkdir(parents=True)
+    for f in ("model.tflite", "labels.txt", "manifest.json"):
+        shutil.copy2(REPO / "models/plant_health" / f, src / "models/plant_health" / f)
+    text = (REPO / "pyproject.toml").read_text()
+    (src / "pyproject.toml").write_text(
+        re.sub(r'^version = ".*"$', f'version = "{version}"', text, count=1, flags=re.M)
+    )
+    subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--outdir", str(dest), str(src)],
+        check=True,
+        capture_output=True,
+    )
+    return next(dest.glob(f"cultivai_edge-{version}-*.whl"))
+
+
+def firmware_status(device: Machine) -> dict[str, Any]:
+    out = device.ssh("cultivai-edge firmware status", timeout=120).stdout
+    return dict(json.loads(out))
+
+
+def test_a_power_cut_during_an_update_comes_back_on_a_working_version(
+    device: Machine, recorder: Recorder, tmp_path: Path
+) -> None:
+    if device.ssh("cultivai-edge firmware --help", check=False, timeout=120).returncode != 0:
+        pytest.skip("the image's agent has no `firmware` command (A/B updater) yet")
+    houses = sorted(cache_root().glob("wheels-amd64-*/.complete"), key=lambda p: p.stat().st_mtime)
+    assert houses, "no dependency wheelhouse in the image cache"
+    new = build_update_wheel(tmp_path, "0.1.1")
+    stage = tmp_path / "update"
+    shutil.copytree(houses[-1].parent, stage / "wheels")
+    shutil.copy2(new, stage)
+    device.push(stage, "/var/tmp/update")
+    start = firmware_status(device)
+    old_release = str(start["current"])
+    wheels = {old_release: f"/var/tmp/update/{new.name}"}
+    rng = random.Random(2718)
+    cuts = 5 if campaign() else 1
+    outcomes = []
+    for i in range(cuts):
+        current = str(firmware_status(device)["current"])
+        target = wheels.get(current) or f"/opt/cultivai/edge/releases/{old_release}/dist/*.whl"
+        device.ssh(
+            f"cd /var/tmp/update && nohup cultivai-edge firmware install {target} "
+            "--wheelhouse /var/tmp/update/wheels > install.log 2>&1 &"
+        )
+        time.sleep(rng.uniform(5, 150))  # somewhere in venv, pip, switch, restart or trial
+        log = device.ssh("tail -3 /var/tmp/update/install.log", check=False).stdout
+        device.cut_power()
+        fsck = device.fsck_root()
+        assert fsck.returncode == 0, f"update cut {i}: e2fsck:\n{fsck.stdout}"
+        device.start()
+        device.wait_ssh(900)
+        after = firmware_status(device)
+        assert after["releases"].get(after["current"]) == "installed", (i, after)
+        assert (
+            device.ssh("systemctl is-active --wait cultivai-edge", check=False).stdout.split()[-1]
+            == "active"
+        ), (i, after)
+        have = len(seqs(recorder))
+        assert recorder.wait_for(lambda h=have: len(seqs(recorder)) > h, timeout=300), (
+            f"update cut {i}: no observation after the cut"
+        )
+        assert store_check(device)["integrity"] == "ok"
+        state = after.get("state") or {}
+        outcomes.append(
+            f"{after['current']} ({state.get('state')}) after cut at: {log.strip()[-80:]}"
+        )
+    record(f"update_cuts_{cuts}", outcomes)
