@@ -414,6 +414,14 @@ def assemble(arch: str, tree: Path, out: Path, workdir: Path) -> None:
             raise BuildError("no kernel or initramfs in the tree's /boot")
         (tree / "boot/grub").mkdir(parents=True, exist_ok=True)
         (tree / "boot/grub/grub.cfg").write_text(grub_cfg(kernels[-1].name, initrds[-1].name))
+    else:
+        # No firmware bootloader for arm64 here: boards boot through pi-gen or L4T, and
+        # `qemu-system-aarch64 -M virt` boots the kernel and initramfs kept beside it.
+        for pattern, suffix in (("vmlinuz-*", ".vmlinuz"), ("initrd.img-*", ".initrd")):
+            found = sorted((tree / "boot").glob(pattern))
+            if not found:
+                raise BuildError(f"no {pattern} in the tree's /boot")
+            shutil.copy2(found[-1], out.with_suffix(suffix))
     used = dir_bytes(tree)
     root_bytes = ((used * 14 // 10 + 768 * 2**20) // 2**20 + 1) * 2**20
     root = workdir / "root.ext4"
@@ -463,7 +471,7 @@ def assemble(arch: str, tree: Path, out: Path, workdir: Path) -> None:
     disk.rename(out)
 
 
-def apply_appliance(tree: Path, wheel: Path, wheelhouse: Path) -> None:
+def apply_appliance(tree: Path, wheel: Path, wheelhouse: Path, arch: str) -> None:
     """The appliance layer (the script the pi-gen stage and the Jetson script run too),
     then what only the Debian image has: fstab, systemd-networkd, GRUB's modules."""
     shutil.copy2(wheel, tree / "tmp" / wheel.name)
@@ -497,7 +505,7 @@ def apply_appliance(tree: Path, wheel: Path, wheelhouse: Path) -> None:
     shutil.rmtree(wh)
     (tree / "tmp" / wheel.name).unlink()
     grub = Path("/usr/lib/grub/i386-pc")
-    if grub.is_dir():
+    if arch == "amd64" and grub.is_dir():
         dest = tree / "boot/grub/i386-pc"
         dest.mkdir(parents=True, exist_ok=True)
         for mod in grub.iterdir():
@@ -528,7 +536,7 @@ def build(arch: str, wheel: Path, out: Path, mirror: str | None, fmt: str) -> Pa
             work = Path(w)
             tree = work / "tree"
             run(["cp", "-a", "--reflink=auto", str(base), str(tree)])
-            apply_appliance(tree, wheel, wheelhouse)
+            apply_appliance(tree, wheel, wheelhouse, arch)
             assemble(arch, tree, cached, work)
     prune_cache(arch, keep=cached)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -537,6 +545,9 @@ def build(arch: str, wheel: Path, out: Path, mirror: str | None, fmt: str) -> Pa
         run(["qemu-img", "convert", "-O", "qcow2", str(cached), str(out)])
     else:
         run(["cp", "--sparse=always", str(cached), str(out)])
+    for suffix in (".vmlinuz", ".initrd"):
+        if cached.with_suffix(suffix).exists():
+            shutil.copy2(cached.with_suffix(suffix), out.with_suffix(suffix))
     total = time.monotonic() - t0
     size = out.stat().st_size
     print(

@@ -59,11 +59,12 @@ in_root chown cultivai:cultivai /var/lib/cultivai/firstboot
 # Ansible role's templates.
 cp -a "$HERE/files/." "$ROOTFS/"
 "$PYTHON" "$HERE/render_units.py" "$ROOTFS"
-timers=$(cd "$ROOTFS/etc/systemd/system" && ls cultivai-edge*.timer 2>/dev/null || true)
+# Every rendered unit with an [Install] section: the agent, the boot-time firmware
+# check, timers.
+units=$(cd "$ROOTFS/etc/systemd/system" && grep -l '^\[Install\]' cultivai-edge*.service cultivai-edge*.timer 2>/dev/null || true)
 # shellcheck disable=SC2086
-in_root systemctl enable cultivai-edge.service $timers \
-  cultivai-firstboot.service cultivai-provision-status.service cultivai-sshkeys.service \
-  cultivai-firmware-check.service ssh.service
+in_root systemctl enable $units \
+  cultivai-firstboot.service cultivai-provision-status.service cultivai-sshkeys.service ssh.service
 
 # e2scrub needs LVM snapshots, which the appliance has none of; it only costs boot time.
 in_root systemctl mask e2scrub_reap.service e2scrub_all.timer >/dev/null
