@@ -7,7 +7,7 @@ DATA   ?= ../shared/datasets/leaf-health
 PYTEST_ARGS ?=
 
 .PHONY: help demo test lint venv system-deps model bench dist clean db-backup db-restore \
-	fleet-venv fleet-lint fleet-test soak image image-test
+	fleet-venv fleet-lint fleet-test soak firmware-campaign image image-test binfmt
 
 help:
 	@echo "make demo    run the agent on embedded defaults (synthetic camera, no broker)"
@@ -40,6 +40,14 @@ system-deps:
 	command -v logrotate >/dev/null 2>&1 || [ -x /usr/sbin/logrotate ] || missing="$$missing logrotate"; \
 	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
 	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	command -v qemu-system-x86_64 >/dev/null 2>&1 || missing="$$missing qemu-system-x86"; \
+	command -v qemu-img >/dev/null 2>&1 || missing="$$missing qemu-utils"; \
+	[ -x /usr/sbin/debootstrap ] || missing="$$missing debootstrap"; \
+	command -v mcopy >/dev/null 2>&1 || missing="$$missing mtools"; \
+	[ -x /usr/sbin/mkfs.vfat ] || missing="$$missing dosfstools"; \
+	[ -x /usr/sbin/sfdisk ] || missing="$$missing fdisk"; \
+	[ -d /usr/lib/grub/i386-pc ] || missing="$$missing grub-pc-bin"; \
+	command -v ssh >/dev/null 2>&1 || missing="$$missing openssh-client"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
@@ -83,6 +91,11 @@ soak: venv system-deps
 	CULTIVAI_CAMPAIGN_S=$(SOAK_S) CULTIVAI_CAMPAIGN_SEED=$(SOAK_SEED) \
 	  CULTIVAI_CAMPAIGN_DEVICES=$(SOAK_DEVICES) \
 	  $(BIN)/pytest tests/bridge/test_campaign.py -s -p no:randomly $(PYTEST_ARGS)
+
+# The firmware updater killed (SIGKILL) at every one of its steps, then booted again;
+# `make test` runs one step per phase.
+firmware-campaign: venv
+	CULTIVAI_FIRMWARE_CAMPAIGN=1 $(BIN)/pytest tests/test_firmware.py -s -p no:randomly $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .

@@ -69,6 +69,9 @@ def _parser() -> argparse.ArgumentParser:
     cc.add_argument("file", type=Path, metavar="FILE")
     st = with_config("selftest", "check camera, model, storage, broker and GPIO")
     st.add_argument("--json", action="store_true", help="print the results as JSON")
+    from edge.firmware_cli import add_parser as add_firmware
+
+    add_firmware(sub)
     return p
 
 
@@ -184,9 +187,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         printer = _print_observation
-    from edge.systemd import Notifier
+    from edge.systemd import READY_FILE, Notifier
 
-    agent = Agent(config, on_observation=printer, serve_web=True, notifier=Notifier.from_environ())
+    notifier = Notifier.from_environ(ready_file=config.storage.dir / READY_FILE)
+    agent = Agent(config, on_observation=printer, serve_web=True, notifier=notifier)
     _install_stop_handlers(agent.stop)
     try:
         with _native_log(config.logging.format):
@@ -236,12 +240,20 @@ def cmd_selftest(args: argparse.Namespace) -> int:
     return EXIT_FAILED if any(r.state == "fail" for r in results) else EXIT_OK
 
 
+def cmd_firmware(args: argparse.Namespace) -> int:
+    """A/B firmware updates (edge/firmware.py)."""
+    from edge.firmware_cli import run
+
+    return run(args)
+
+
 COMMANDS = {
     "run": cmd_run,
     "capture": cmd_capture,
     "analyze": cmd_analyze,
     "check-config": cmd_check_config,
     "selftest": cmd_selftest,
+    "firmware": cmd_firmware,
 }
 
 

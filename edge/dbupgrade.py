@@ -62,7 +62,7 @@ def schema_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 
-def _oldest_reader(conn: sqlite3.Connection) -> int:
+def oldest_reader(conn: sqlite3.Connection) -> int:
     """The oldest schema version that can read this database (0: any)."""
     found = conn.execute(
         "SELECT name FROM sqlite_master WHERE type='table' AND name=?", (META_TABLE,)
@@ -118,7 +118,7 @@ def _check_numbering(migrations: tuple[Migration, ...]) -> None:
 def _newer(
     conn: sqlite3.Connection, path: Path, current: int, target: int, snapshots: Path
 ) -> Upgrade:
-    oldest = _oldest_reader(conn)
+    oldest = oldest_reader(conn)
     if oldest <= target:
         log.warning(
             "device database is from newer firmware; its changes are compatible, opening it",
@@ -174,7 +174,7 @@ def _apply(conn: sqlite3.Connection, pending: list[Migration], target: int) -> N
     step = pending[0]
     try:
         cur.execute("BEGIN IMMEDIATE")
-        oldest = _oldest_reader(conn)
+        oldest = oldest_reader(conn)
         for step in pending:
             step.apply(cur)
             if step.breaks_older:
@@ -236,6 +236,15 @@ def latest_snapshot(path: Path, to_version: int | None = None) -> Path | None:
         return None
     pattern = f"{path.stem}-*-to-v{to_version}.sqlite3" if to_version else f"{path.stem}-*.sqlite3"
     found = sorted(folder.glob(pattern))
+    return found[-1] if found else None
+
+
+def snapshot_from(path: Path, from_version: int) -> Path | None:
+    """The newest snapshot taken when the database left schema `from_version`."""
+    folder = path.parent / SNAPSHOT_DIR
+    if not folder.is_dir():
+        return None
+    found = sorted(folder.glob(f"{path.stem}-*-v{from_version}-to-v*.sqlite3"))
     return found[-1] if found else None
 
 

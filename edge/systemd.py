@@ -9,10 +9,16 @@ and the agent carries on, because losing a status line must not stop captures.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
+import sys
 from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+
+from edge import __version__
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +26,9 @@ log = logging.getLogger(__name__)
 # recommends; never more often than this, so a tiny WatchdogSec cannot spin the loop.
 MIN_PING_INTERVAL_S = 0.05
 MAX_STATUS_CHARS = 200
+# Written into the data folder at READY, with or without systemd: the firmware
+# updater reads it to know that the release it switched to has really started.
+READY_FILE = "agent-ready.json"
 
 
 class Notifier:
@@ -29,14 +38,18 @@ class Notifier:
         self,
         socket_address: str | None,
         watchdog_usec: int | None = None,
+        ready_file: Path | None = None,
     ) -> None:
         self._address = _address(socket_address) if socket_address else None
+        self._ready_file = ready_file
         self.watchdog_s = watchdog_usec / 1e6 if watchdog_usec else None
         self._sock: socket.socket | None = None
         self._warned = False
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str] | None = None) -> Notifier:
+    def from_environ(
+        cls, environ: Mapping[str, str] | None = None, ready_file: Path | None = None
+    ) -> Notifier:
         """The notifier systemd's environment asks for (disabled when it asks for none)."""
         env = os.environ if environ is None else environ
         watchdog_usec: int | None = None
@@ -52,7 +65,7 @@ class Notifier:
             else:
                 if watchdog_usec <= 0:
                     watchdog_usec = None
-        return cls(env.get("NOTIFY_SOCKET") or None, watchdog_usec)
+        return cls(env.get("NOTIFY_SOCKET") or None, watchdog_usec, ready_file)
 
     @property
     def enabled(self) -> bool:
@@ -76,6 +89,8 @@ class Notifier:
 
     def ready(self, status: str | None = None) -> None:
         """Start-up is complete (store and camera opened): systemd may start dependants."""
+        if self._ready_file is not None:
+            _write_ready_file(self._ready_file, status)
         self._send({"READY": "1", **({"STATUS": status} if status else {})})
 
     def status(self, text: str) -> None:
@@ -120,6 +135,26 @@ class Notifier:
                 )
             return False
         return True
+
+
+def _write_ready_file(path: Path, status: str | None) -> None:
+    """Who started, from which install, when: written to a temporary name, then renamed."""
+    record = {
+        "pid": os.getpid(),
+        "version": __version__,
+        "prefix": sys.prefix,
+        "ready_at": datetime.now(timezone.utc).isoformat(),
+        "status": status or "",
+    }
+    tmp = path.with_name(f".tmp-{path.name}")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(record, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.warning("cannot write the ready file", extra={"path": str(path), "error": str(exc)})
 
 
 def _address(raw: str) -> str | bytes:

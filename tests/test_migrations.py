@@ -217,3 +217,51 @@ def test_migrations_with_a_gap_in_their_numbers_are_refused(tmp_path: Path) -> N
     gap = (*MIGRATIONS, Migration(3, "skips two", add_column))
     with pytest.raises(StorageError, match="without gaps"):
         migrate(tmp_path / DB_NAME, gap)
+
+
+SLOW_MIGRATION = """
+import sys, time
+from pathlib import Path
+from edge.dbupgrade import migrate
+from edge.migrations import MIGRATIONS, Migration
+from tests.test_migrations import add_column
+
+def slow(cur):
+    add_column(cur)
+    cur.execute("UPDATE observations SET leaf_temp_c = 20")
+    cur.execute("DELETE FROM outbox")
+    print("migrating", flush=True)
+    time.sleep(120)
+
+migrate(Path(sys.argv[1]), (*MIGRATIONS, Migration(2, "slow", slow)))
+"""
+
+
+def test_a_power_cut_in_the_middle_of_a_migration_leaves_the_old_database(
+    tmp_path: Path,
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    fill(tmp_path, 3)
+    before_rows, before_schema = rows(tmp_path / DB_NAME), schema(tmp_path / DB_NAME)
+    repo = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SLOW_MIGRATION, str(tmp_path / DB_NAME)],
+        cwd=repo,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "migrating"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    store = Store(tmp_path)  # the next start: this firmware, schema 1
+    assert store.integrity_check() == "ok"
+    store.close()
+    assert user_version(tmp_path / DB_NAME) == 1
+    assert rows(tmp_path / DB_NAME) == before_rows
+    assert schema(tmp_path / DB_NAME) == before_schema
