@@ -250,7 +250,7 @@ class Machine:
         raise BootError(f"no {pattern!r} on the console in {timeout} s:\n{self.serial()[-3000:]}")
 
     def ssh(
-        self, command: str, check: bool = True, timeout: float = 60
+        self, command: str, check: bool = True, timeout: float = 300
     ) -> subprocess.CompletedProcess[str]:
         """Run a command in the guest as root over the forwarded SSH port."""
         assert self.ssh_key is not None

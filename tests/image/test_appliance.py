@@ -38,8 +38,13 @@ def test_first_boot_provisions_the_device_and_starts_the_agent(device: Machine) 
         "cat /etc/cultivai/secrets/mqtt-password; "
         "systemctl is-active cultivai-provision-status || true"
     ).stdout.split()
-    blame = device.ssh("systemd-analyze; systemd-analyze blame --no-pager | head -8", check=False)
-    print(blame.stdout)
+    try:
+        blame = device.ssh(
+            "systemd-analyze; systemd-analyze blame --no-pager | head -8", check=False
+        )
+        print(blame.stdout)
+    except subprocess.TimeoutExpired:
+        print("systemd-analyze did not answer in time")
     assert out[:2] == ["active", "active"], out
     assert out[2] == "img-cam-1"
     assert out[3:5] == ["600", "cultivai"]
