@@ -24,6 +24,8 @@ from tests.image.harness import REPO, Machine, cache_root, store_check
 from tests.mqtt_client import Recorder
 
 pytestmark = [pytest.mark.image, pytest.mark.timeout(3600)]
+# Taken at import: function-scoped fixtures of the suite may point XDG_CACHE_HOME elsewhere.
+IMAGE_CACHE = cache_root()
 
 
 def seqs(recorder: Recorder, device_id: str = "img-cam-1") -> list[int]:
@@ -202,7 +204,7 @@ def test_a_power_cut_during_an_update_comes_back_on_a_working_version(
 ) -> None:
     if device.ssh("cultivai-edge firmware --help", check=False, timeout=120).returncode != 0:
         pytest.skip("the image's agent has no `firmware` command (A/B updater) yet")
-    houses = sorted(cache_root().glob("wheels-amd64-*/.complete"), key=lambda p: p.stat().st_mtime)
+    houses = sorted(IMAGE_CACHE.glob("wheels-amd64-*/.complete"), key=lambda p: p.stat().st_mtime)
     assert houses, "no dependency wheelhouse in the image cache"
     new = build_update_wheel(tmp_path, "0.1.1")
     stage = tmp_path / "update"
