@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 .PHONY: help demo test lint venv system-deps model bench dist clean db-backup db-restore \
 	db-restore-point db-backup-info \
 	fleet-venv fleet-lint fleet-test soak wan-outage tools-venv container-test k8s-check \
-	stack-test firmware-campaign
+	stack-test firmware-campaign image image-test binfmt
 
 help:
 	@echo "make demo    run the agent on embedded defaults (synthetic camera, no broker)"
@@ -18,6 +18,8 @@ help:
 	@echo "make model DATA=...   retrain and export the plant-health model"
 	@echo "make bench   benchmarks (canopy vs PlantCV, capture pipeline, inference)"
 	@echo "make dist    build the wheel devices install"
+	@echo "make image ARCH=amd64|arm64   the appliance disk image (needs root; cached)"
+	@echo "make image-test   boot the image in QEMU: the whole power-cut campaign"
 	@echo "make db-backup / db-restore [TARGET_NAME=...|TARGET_TIME=...]   the bridge database (pgBackRest)"
 	@echo "make db-restore-point NAME=...   a named point to restore to (before a migration)"
 	@echo "make fleet-lint / fleet-test   ansible-lint and the playbooks run against localhost"
@@ -48,6 +50,13 @@ system-deps:
 	command -v docker-compose >/dev/null 2>&1 || missing="$$missing docker-compose"; \
 	[ -x /usr/sbin/debootstrap ] || missing="$$missing debootstrap"; \
 	command -v pgbackrest >/dev/null 2>&1 || missing="$$missing pgbackrest"; \
+	command -v qemu-system-x86_64 >/dev/null 2>&1 || missing="$$missing qemu-system-x86"; \
+	command -v qemu-img >/dev/null 2>&1 || missing="$$missing qemu-utils"; \
+	command -v mcopy >/dev/null 2>&1 || missing="$$missing mtools"; \
+	[ -x /usr/sbin/mkfs.vfat ] || missing="$$missing dosfstools"; \
+	[ -x /usr/sbin/sfdisk ] || missing="$$missing fdisk"; \
+	[ -d /usr/lib/grub/i386-pc ] || missing="$$missing grub-pc-bin"; \
+	command -v ssh >/dev/null 2>&1 || missing="$$missing openssh-client"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
@@ -219,3 +228,27 @@ db-backup-info:
 clean:
 	rm -rf $(VENV) .venv-train .venv-bench $(FLEET_VENV) $(TOOLS_VENV) dist build .pytest_cache .mypy_cache \
 	  .ruff_cache
+
+# The appliance disk image (image/): debootstrap + the appliance layer, cached under
+# $${XDG_CACHE_HOME:-~/.cache}/cultivai/image. arm64 runs through qemu-user-static.
+ARCH ?= amd64
+IMAGE_FORMAT ?= raw
+image: dist
+	@[ "$(ARCH)" = amd64 ] || $(MAKE) --no-print-directory binfmt
+	$(BIN)/python image/build.py --arch $(ARCH) --format $(IMAGE_FORMAT) \
+	  --wheel "$$(ls -t dist/cultivai_edge-*.whl | head -1)"
+
+# Register the aarch64 emulator with binfmt_misc (mounting it when needed).
+binfmt:
+	@command -v update-binfmts >/dev/null 2>&1 && [ -e /usr/bin/qemu-aarch64-static ] || { \
+	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq \
+	    --no-install-recommends qemu-user-static binfmt-support; }
+	@[ -e /proc/sys/fs/binfmt_misc/register ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+	@[ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || update-binfmts --enable qemu-aarch64
+
+# The whole QEMU campaign: 20 power cuts during captures, cuts at random points of an
+# update, and cuts that also drop the writes the guest had not flushed. `make test`
+# runs a short set of the same tests.
+image-test: venv system-deps
+	CULTIVAI_IMAGE_CAMPAIGN=full $(BIN)/pytest tests/image -m "image" -p no:randomly $(PYTEST_ARGS)
