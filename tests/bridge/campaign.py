@@ -41,6 +41,35 @@ FAULTS = (
 )
 
 
+def fault_bridge(
+    broker: ShippedBroker, workdir: Path, password: str, token: str, database: dict[str, Any]
+) -> BridgeProcess:
+    """A bridge process (not started) tuned for fault drills: small batches, fast gap scans."""
+    secret = workdir / "bridge-password"
+    secret.write_text(password)
+    secret.chmod(0o600)
+    token_file = workdir / "token"
+    token_file.write_text(token + "\n")
+    settings = bridge_settings(
+        broker,
+        database["url"],
+        mqtt={"username": BRIDGE_USER, "password_file": str(secret)},
+        database=database,
+        http={"enabled": True, "port": free_port(), "token_file": str(token_file)},
+        batching={"max_messages": 200, "max_seconds": 0.2},
+        gaps={
+            "enabled": True,
+            "grace_s": 1.0,
+            "scan_interval_s": 0.5,
+            "resend_interval_s": 1.0,
+            "max_requests_per_minute": 6000,
+        },
+        logging={"format": "json", "level": "INFO"},
+    )
+    settings["mqtt"]["client_id"] = BRIDGE_USER
+    return BridgeProcess(settings, workdir, f"bridge-{uuid.uuid4().hex[:4]}")
+
+
 class ScriptedDevice:
     """Publishes seq 1, 2, 3, ... at QoS 1, keeps every one, and answers `resend`."""
 
@@ -162,28 +191,13 @@ class Campaign:
         self._stop = threading.Event()
 
     def _bridge(self) -> BridgeProcess:
-        secret = self.workdir / "bridge-password"
-        secret.write_text(self.users[BRIDGE_USER])
-        secret.chmod(0o600)
-        token = self.workdir / "token"
-        token.write_text("campaign-token\n")
-        settings = bridge_settings(
+        return fault_bridge(
             self.broker,
-            self.pg_url,
-            mqtt={"username": BRIDGE_USER, "password_file": str(secret)},
-            http={"enabled": True, "port": free_port(), "token_file": str(token)},
-            batching={"max_messages": 200, "max_seconds": 0.2},
-            gaps={
-                "enabled": True,
-                "grace_s": 1.0,
-                "scan_interval_s": 0.5,
-                "resend_interval_s": 1.0,
-                "max_requests_per_minute": 6000,
-            },
-            logging={"format": "json", "level": "INFO"},
+            self.workdir,
+            self.users[BRIDGE_USER],
+            "campaign-token",
+            {"url": self.pg_url},
         )
-        settings["mqtt"]["client_id"] = BRIDGE_USER
-        return BridgeProcess(settings, self.workdir, f"bridge-{uuid.uuid4().hex[:4]}")
 
     def _publishing(self) -> None:
         while not self._stop.wait(self.period_s):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,10 +17,9 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 
 from cloud_bridge.tables import ObservationRow
-from tests.bridge.campaign import BRIDGE_USER, DeviceReport, ScriptedDevice
-from tests.bridge.conftest import bridge_settings
+from tests.bridge.campaign import BRIDGE_USER, DeviceReport, ScriptedDevice, fault_bridge
 from tests.bridge.process import BridgeProcess
-from tests.mqtt_broker import ShippedBroker, free_port
+from tests.mqtt_broker import ShippedBroker
 
 
 class LiveFleet:
@@ -40,29 +38,9 @@ class LiveFleet:
 
     def bridge_process(self, database: dict[str, Any]) -> BridgeProcess:
         """A bridge process (not started) on this broker with the given database section."""
-        secret = self.workdir / "bridge-password"
-        secret.write_text(self.users[BRIDGE_USER])
-        secret.chmod(0o600)
-        token = self.workdir / "token"
-        token.write_text(self.token + "\n")
-        settings = bridge_settings(
-            self.broker,
-            database["url"],
-            mqtt={"username": BRIDGE_USER, "password_file": str(secret)},
-            database=database,
-            http={"enabled": True, "port": free_port(), "token_file": str(token)},
-            batching={"max_messages": 200, "max_seconds": 0.2},
-            gaps={
-                "enabled": True,
-                "grace_s": 1.0,
-                "scan_interval_s": 0.5,
-                "resend_interval_s": 1.0,
-                "max_requests_per_minute": 6000,
-            },
-            logging={"format": "json", "level": "INFO"},
+        return fault_bridge(
+            self.broker, self.workdir, self.users[BRIDGE_USER], self.token, database
         )
-        settings["mqtt"]["client_id"] = BRIDGE_USER
-        return BridgeProcess(settings, self.workdir, f"bridge-{uuid.uuid4().hex[:4]}")
 
     def start(self, database: dict[str, Any]) -> LiveFleet:
         """Start the broker, the bridge and the devices; publishing begins."""
